@@ -1,0 +1,459 @@
+"""Batch protection: discovery, skip-if-done, parallel workers, a Report.
+
+Rules (see README, "Where outputs go"):
+
+* folder ``X`` -> sibling ``X_protected/`` mirroring the tree below ``X``;
+* file ``a.png`` -> ``a_protected.png`` beside it;
+* with ``--out DIR`` every output keeps its relative path and file name under
+  ``DIR`` (a file given directly goes to ``DIR/name``);
+* discovery skips hidden files and folders, folders named ``*_protected``,
+  files whose name ends in ``_protected``, the ``--out`` folder, and the
+  temporary files of atomic writes, so protect never picks up its own outputs;
+* an output is up to date when it exists, the source has not changed since
+  it was written, and the settings are the same (recorded in a small state
+  file in the user's cache folder; without a record, an output newer than its
+  source counts as up to date).  Up-to-date outputs are skipped unless
+  ``--overwrite``; that makes an interrupted run resumable.
+
+Each file is processed in its own ``try``: a bad file costs one line naming
+it and the reason, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from . import io as pio
+from .pipeline import ALGORITHM, Settings, protect_image
+from .userdirs import cache_dir
+
+SUFFIX = "_protected"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to protect."""
+
+    src: Path
+    dst: Path
+    rel: Path  # path relative to the input root it was found under (for masks, reports)
+    mask: Path | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a worker needs besides the job (picklable)."""
+
+    settings: Settings
+    format: str | None = None  # None: same as the input
+    jpeg_quality: int = 95
+    max_pixels: int | None = pio.DEFAULT_MAX_PIXELS
+    verify: bool = False
+
+    def fingerprint(self, mask: Path | None) -> str:
+        """Digest of every setting that changes the output bytes.
+
+        The key enters only as a keyed digest, never in clear; the result is
+        stored in the user's own cache folder, never in outputs.
+        """
+        key_id = hashlib.blake2b(self.settings.key.encode(), digest_size=16, person=b"protect-keyid").hexdigest()
+        mask_id = None
+        if mask is not None:
+            st = mask.stat()
+            mask_id = [str(mask), st.st_size, st.st_mtime_ns]
+        payload = json.dumps(
+            [__version__, ALGORITHM, self.settings.strength, key_id, self.format, self.jpeg_quality, mask_id]
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+@dataclass
+class FileResult:
+    """The outcome for one file (one row of ``--json``)."""
+
+    src: str
+    dst: str
+    status: str  # "protected", "skipped", "failed", "would protect"
+    reason: str | None = None
+    in_bytes: int | None = None
+    out_bytes: int | None = None
+    size_ratio: float | None = None
+    psnr: float | None = None
+    ssimulacra2: float | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class Report:
+    """Counters and per-file results of a batch (black's Report, for images)."""
+
+    results: list[FileResult] = field(default_factory=list)
+    protected: int = 0
+    skipped: int = 0
+    failed: int = 0
+    planned: int = 0
+    seconds: float = 0.0
+
+    def add(self, r: FileResult) -> None:
+        self.results.append(r)
+        if r.status == "protected":
+            self.protected += 1
+        elif r.status == "skipped":
+            self.skipped += 1
+        elif r.status == "failed":
+            self.failed += 1
+        else:
+            self.planned += 1
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every file succeeded (or was skipped), 1 when any failed."""
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+    @property
+    def in_bytes(self) -> int:
+        return sum(r.in_bytes or 0 for r in self.results if r.status == "protected")
+
+    @property
+    def out_bytes(self) -> int:
+        return sum(r.out_bytes or 0 for r in self.results if r.status == "protected")
+
+    def summary(self) -> str:
+        parts = [f"{self.protected} protected", f"{self.skipped} up to date", f"{self.failed} failed"]
+        if self.planned:
+            parts.insert(0, f"{self.planned} to protect (dry run)")
+        line = ", ".join(parts)
+        if self.protected and self.in_bytes:
+            growth = 100.0 * (self.out_bytes / self.in_bytes - 1.0)
+            line += f"; {_mb(self.in_bytes)} in -> {_mb(self.out_bytes)} out ({growth:+.1f}%)"
+        psnrs = [r.psnr for r in self.results if r.psnr is not None and np.isfinite(r.psnr)]
+        if psnrs:
+            line += f"; median PSNR {float(np.median(psnrs)):.1f} dB"
+        scores = [r.ssimulacra2 for r in self.results if r.ssimulacra2 is not None]
+        if scores:
+            line += f", median SSIMULACRA2 {float(np.median(scores)):.1f}"
+        return line + f"; {self.seconds:.1f} s"
+
+    def to_json(self) -> dict:
+        return {
+            "version": __version__,
+            "protected": self.protected,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "planned": self.planned,
+            "in_bytes": self.in_bytes,
+            "out_bytes": self.out_bytes,
+            "size_ratio": (self.out_bytes / self.in_bytes) if self.in_bytes else None,
+            "seconds": round(self.seconds, 3),
+            "exit_code": self.exit_code,
+            "files": [asdict(r) for r in self.results],
+        }
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def is_protect_output(path: Path) -> bool:
+    """True for names protect writes (``*_protected*`` and temp files)."""
+    return path.stem.endswith(SUFFIX) or path.name.endswith(pio.TEMP_SUFFIX)
+
+
+def _output_name(src: Path, fmt: str | None) -> str:
+    suffix = pio.extension_for(fmt, src.suffix) if fmt else src.suffix
+    return src.stem + suffix
+
+
+def _within(path: Path, parent: Path) -> bool:
+    try:
+        path.relative_to(parent)
+        return True
+    except ValueError:
+        return False
+
+
+def _walk_images(root: Path, exclude: Path | None) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        keep = []
+        for d in sorted(dirnames):
+            sub = (here / d).resolve()
+            if d.startswith(".") or d.endswith(SUFFIX) or (exclude is not None and sub == exclude):
+                continue
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            p = here / name
+            if name.startswith(".") or is_protect_output(p):
+                continue
+            if p.suffix.lower() in pio.EXTENSIONS:
+                yield p
+
+
+def _find_mask(mask: Path | None, rel: Path) -> Path | None:
+    if mask is None:
+        return None
+    if mask.is_file():
+        return mask
+    base = mask / rel
+    for cand in [base, base.with_suffix(".png"), *(base.with_suffix(e) for e in pio.EXTENSIONS)]:
+        if cand.is_file():
+            return cand
+    return None
+
+
+def discover(paths: Iterable[Path], *, out: Path | None = None, fmt: str | None = None,
+             mask: Path | None = None) -> Iterator[Job]:
+    """Yield a :class:`Job` for every image under ``paths`` (files or folders)."""
+    out_res = out.resolve() if out is not None else None
+    for given in paths:
+        given = Path(given)
+        if given.is_dir():
+            root = given.resolve()
+            dest_root = out if out is not None else given.parent / (given.name + SUFFIX)
+            exclude = out_res if (out_res is not None and _within(out_res, root)) else None
+            for src in _walk_images(given, exclude):
+                rel = src.relative_to(given)
+                dst = dest_root / rel.parent / _output_name(src, fmt)
+                yield Job(src, dst, rel, _find_mask(mask, rel))
+        else:
+            rel = Path(given.name)
+            if out is not None:
+                dst = out / _output_name(given, fmt)
+            else:
+                dst = given.with_name(given.stem + SUFFIX + Path(_output_name(given, fmt)).suffix)
+            yield Job(given, dst, rel, _find_mask(mask, rel))
+
+
+# ---------------------------------------------------------------- state file
+
+
+class State:
+    """What was written, with which settings: the skip-if-done record.
+
+    One JSON file per output location in the user's cache folder, rewritten
+    atomically.  Losing it is harmless (see the module docstring).
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        if path is not None:
+            try:
+                self.entries = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self.entries = {}
+
+    @classmethod
+    def for_jobs(cls, jobs: list[Job]) -> State:
+        if not jobs:
+            return cls(None)
+        anchor = str(jobs[0].dst.resolve().parent)
+        name = hashlib.sha256(anchor.encode()).hexdigest()[:20] + ".json"
+        return cls(cache_dir() / "state" / name)
+
+    @staticmethod
+    def _stamp(p: Path) -> list[int]:
+        st = p.stat()
+        return [st.st_size, st.st_mtime_ns]
+
+    def up_to_date(self, job: Job, fingerprint: str) -> bool:
+        try:
+            dst_stamp = self._stamp(job.dst)
+            src_stamp = self._stamp(job.src)
+        except OSError:
+            return False
+        rec = self.entries.get(str(job.dst.resolve()))
+        if rec is None:
+            return dst_stamp[1] >= src_stamp[1]
+        return rec == {"src": src_stamp, "dst": dst_stamp, "fp": fingerprint}
+
+    def record(self, job: Job, fingerprint: str) -> None:
+        try:
+            self.entries[str(job.dst.resolve())] = {
+                "src": self._stamp(job.src), "dst": self._stamp(job.dst), "fp": fingerprint,
+            }
+        except OSError:
+            pass
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            pio.atomic_write_bytes(self.path, json.dumps(self.entries).encode())
+        except OSError:
+            pass  # a cache that cannot be written only costs re-work next time
+
+
+# ---------------------------------------------------------------- processing
+
+
+def protect_file(job: Job, options: Options) -> FileResult:
+    """Protect one file; never raises for a bad input (status "failed" instead)."""
+    t0 = time.perf_counter()
+    res = FileResult(src=str(job.src), dst=str(job.dst), status="failed")
+    try:
+        res.in_bytes = job.src.stat().st_size
+        img = pio.read_image(job.src, max_pixels=options.max_pixels)
+        res.width, res.height, res.frames = img.width, img.height, len(img.frames)
+        region = pio.read_mask(job.mask, size=(img.width, img.height)) if job.mask is not None else None
+        frames = []
+        worst_psnr = float("inf")
+        scores = []
+        for fr in img.frames:
+            out, rep = protect_image(fr.pixels, options.settings, alpha=fr.alpha, region=region)
+            worst_psnr = min(worst_psnr, rep.psnr)
+            if options.verify:
+                from .metrics import ssimulacra2
+
+                scores.append(ssimulacra2(fr.pixels, out, data_range=255 if out.dtype == np.uint8 else 65535,
+                                          alpha=fr.alpha))
+            frames.append(pio.Frame(out, fr.alpha, fr.duration))
+        res.out_bytes = pio.write_image(job.dst, pio.with_frames(img, frames), format=options.format,
+                                        jpeg_quality=options.jpeg_quality)
+        res.size_ratio = round(res.out_bytes / res.in_bytes, 4) if res.in_bytes else None
+        res.psnr = round(worst_psnr, 2) if np.isfinite(worst_psnr) else None
+        res.ssimulacra2 = round(min(scores), 2) if scores else None
+        res.status = "protected"
+    except pio.InputError as exc:
+        res.reason = str(exc)
+    except MemoryError:
+        res.reason = "out of memory (try --workers 1, or a smaller image)"
+    except PermissionError as exc:
+        res.reason = f"permission denied: {exc.filename or exc}"
+    except OSError as exc:
+        res.reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+        res.reason = f"unexpected error: {type(exc).__name__}: {exc}"
+    res.seconds = round(time.perf_counter() - t0, 4)
+    return res
+
+
+def warm_jit() -> None:
+    """Compile (or load from the on-disk cache) every kernel on a tiny image."""
+    tiny = np.zeros((16, 16, 3), np.uint8)
+    tiny[::2] = 200
+    protect_image(tiny, Settings(0.5, "warm"))
+    protect_image(tiny.astype(np.uint16)[..., :1], Settings(0.5, "warm"), alpha=np.full((16, 16), 9, np.uint16))
+
+
+def _worker_init() -> None:
+    warm_jit()
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def plan(jobs: Iterable[Job], options: Options, *, overwrite: bool, state: State) -> tuple[list[Job], list[FileResult]]:
+    """Split jobs into those to run and immediate results (skips, collisions, originals)."""
+    todo: list[Job] = []
+    done: list[FileResult] = []
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        dst_res = job.dst.resolve()
+        if dst_res == job.src.resolve():
+            done.append(FileResult(str(job.src), str(job.dst), "failed", reason="output would overwrite the original"))
+            continue
+        if dst_res in seen:
+            done.append(FileResult(str(job.src), str(job.dst), "failed",
+                                   reason=f"output collides with that of {seen[dst_res]}"))
+            continue
+        seen[dst_res] = job.src
+        if not overwrite and state.up_to_date(job, options.fingerprint(job.mask)):
+            done.append(FileResult(str(job.src), str(job.dst), "skipped", reason="up to date"))
+            continue
+        todo.append(job)
+    return todo, done
+
+
+def run_batch(
+    jobs: list[Job],
+    options: Options,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    on_result=None,
+    progress=None,
+) -> Report:
+    """Protect ``jobs``; call ``on_result(FileResult)`` as each finishes.
+
+    ``progress`` is an optional object with ``update(n)`` (a tqdm bar).
+    """
+    t0 = time.perf_counter()
+    report = Report()
+    state = State.for_jobs(jobs)
+    todo, immediate = plan(jobs, options, overwrite=overwrite, state=state)
+    for r in immediate:
+        report.add(r)
+        if on_result:
+            on_result(r)
+        if progress is not None:
+            progress.update(1)
+    if dry_run:
+        for job in todo:
+            r = FileResult(str(job.src), str(job.dst), "would protect")
+            report.add(r)
+            if on_result:
+                on_result(r)
+            if progress is not None:
+                progress.update(1)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    by_src = {str(j.src): j for j in todo}
+
+    def finish(r: FileResult) -> None:
+        report.add(r)
+        if r.status == "protected":
+            state.record(by_src[r.src], options.fingerprint(by_src[r.src].mask))
+            if report.protected % 16 == 0:
+                state.save()
+        if on_result:
+            on_result(r)
+        if progress is not None:
+            progress.update(1)
+
+    try:
+        workers = max(1, min(int(workers), len(todo)))
+        if workers == 1:
+            for job in todo:
+                finish(protect_file(job, options))
+        else:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+                futures = {pool.submit(protect_file, job, options): job for job in todo}
+                for fut in as_completed(futures):
+                    job = futures[fut]
+                    try:
+                        r = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a crashed worker fails its file only
+                        r = FileResult(str(job.src), str(job.dst), "failed", reason=f"worker crashed: {exc}")
+                    finish(r)
+    finally:
+        state.save()
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,79 @@
+"""Slow NumPy references for the numba kernels, written independently of them.
+
+Each follows the kernel's docstring, not its code: Python integers for the
+hash, ``scipy.ndimage`` for the box filters, plain array expressions for
+the rest.  ``tests/test_kernels.py`` compares every kernel with these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+KY, KX, KC = 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93
+
+
+def splitmix64(x: int) -> int:
+    z = (x + GOLDEN) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def block_uniforms(seed: int, by: int, bx: int, n: int) -> np.ndarray:
+    """The ``n`` uniforms of block (by, bx): two per draw, high 24 bits first."""
+    state = splitmix64(seed ^ ((by * KY) & M64) ^ ((bx * KX) & M64))
+    vals = []
+    for k in range((n + 1) // 2):
+        z = splitmix64((state + k * KC) & M64)
+        vals += [(z >> 40) * (2.0 / 16777216.0) - 1.0, (z & 0xFFFFFF) * (2.0 / 16777216.0) - 1.0]
+    return np.array(vals[:n], np.float32)
+
+
+def dct_noise(seed: int, atoms: np.ndarray, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+    """Noise of the global 8-px block grid, cropped to [y0, y0+h) x [x0, x0+w)."""
+    by0, bx0 = y0 // 8, x0 // 8
+    by1, bx1 = (y0 + h - 1) // 8, (x0 + w - 1) // 8
+    big = np.zeros(((by1 - by0 + 1) * 8, (bx1 - bx0 + 1) * 8), np.float64)
+    for by in range(by0, by1 + 1):
+        for bx in range(bx0, bx1 + 1):
+            c = block_uniforms(seed, by, bx, atoms.shape[0]).astype(np.float64)
+            blk = (c[:, None] * atoms.astype(np.float64)).sum(0).reshape(8, 8)
+            big[(by - by0) * 8:(by - by0 + 1) * 8, (bx - bx0) * 8:(bx - bx0 + 1) * 8] = blk
+    oy, ox = y0 - by0 * 8, x0 - bx0 * 8
+    return big[oy:oy + h, ox:ox + w].astype(np.float32)
+
+
+def luminance(src: np.ndarray, scale: float) -> np.ndarray:
+    s = src.astype(np.float64)
+    y = s[..., 0] if s.shape[2] < 3 else 0.299 * s[..., 0] + 0.587 * s[..., 1] + 0.114 * s[..., 2]
+    return (y * scale).astype(np.float32)
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def perceptual_mask(lum: np.ndarray, radius: int, t_low: float, t_high: float, g_t: float,
+                    d_low: float, d_high: float, dark: float) -> np.ndarray:
+    """The weight of every row of ``lum`` (the kernel writes a row range of it)."""
+    L = lum.astype(np.float64)
+    gx = np.abs(np.diff(L, axis=1, append=L[:, -1:]))
+    gy = np.abs(np.diff(L, axis=0, append=L[-1:, :]))
+    g = gx + gy
+    size = 2 * radius + 1
+    a = ndimage.uniform_filter(g, size=size, mode="nearest")
+    f = ndimage.uniform_filter((g > g_t).astype(np.float64), size=size, mode="nearest")
+    tex = _smoothstep((a - t_low) / (t_high - t_low)) * _smoothstep((f - d_low) / (d_high - d_low))
+    lf = np.minimum(dark + (1 - dark) / 64.0 * L, 1.0)
+    return (tex * lf).astype(np.float32)
+
+
+def apply_noise(src: np.ndarray, noise: np.ndarray, gain: np.ndarray, amplitude: float, maxval: int) -> np.ndarray:
+    d = (np.float32(amplitude) * gain.astype(np.float32)) * noise.astype(np.float32)
+    v = src.astype(np.float32) + d[..., None] + np.float32(0.5)
+    v = np.clip(v, 0, maxval + 0.5)
+    return np.floor(v).astype(src.dtype)

@@ -1,0 +1,126 @@
+"""protect_image: determinism, strength, masks, dtypes, tiling, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import textured
+
+from protect import Settings, protect_image
+from protect.metrics import psnr
+
+
+def test_deterministic_for_image_key_strength():
+    img = textured()
+    a, _ = protect_image(img, Settings(0.4, "alice"))
+    b, _ = protect_image(img.copy(), Settings(0.4, "alice"))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_key_and_content_change_the_noise():
+    img = textured()
+    a, _ = protect_image(img, Settings(0.4, "alice"))
+    b, _ = protect_image(img, Settings(0.4, "bob"))
+    assert not np.array_equal(a, b)
+    other = img.copy()
+    other[0, 0, 0] ^= 1  # one bit of content changes the whole noise field
+    c, _ = protect_image(other, Settings(0.4, "alice"))
+    d_a = a.astype(int) - img
+    d_c = c.astype(int) - other
+    assert np.mean(d_a[:, 70:] == d_c[:, 70:]) < 0.9
+
+
+def test_strength_zero_is_identity_and_input_untouched():
+    img = textured()
+    before = img.copy()
+    out, rep = protect_image(img, Settings(0.0, "k"))
+    np.testing.assert_array_equal(out, img)
+    np.testing.assert_array_equal(img, before)
+    assert rep.psnr == float("inf")
+    protect_image(img, Settings(1.0, "k"))
+    np.testing.assert_array_equal(img, before)
+
+
+def test_strength_is_monotonic():
+    img = textured(128, 160)
+    strengths = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.85, 1.0]
+    p = [psnr(img, protect_image(img, Settings(s, "k"))[0], data_range=255) for s in strengths]
+    assert all(x > y for x, y in zip(p, p[1:])), p
+    mad = [np.abs(protect_image(img, Settings(s, "k"))[0].astype(int) - img).mean() for s in strengths]
+    assert all(x < y for x, y in zip(mad, mad[1:])), mad
+
+
+def test_flat_fill_and_gradient_stay_clean_texture_gets_noise():
+    img = textured(96, 128)
+    ramp = np.linspace(60, 190, 128)[None, :, None]
+    img[:48] = np.repeat(np.repeat(ramp, 48, 0), 3, 2).astype(np.uint8)  # smooth gradient band
+    img[48:, :64] = 200  # flat fill (no lines)
+    out, rep = protect_image(img, Settings(1.0, "k"))
+    diff = np.abs(out.astype(int) - img)
+    assert diff[:40].max() == 0, "gradient must stay untouched (rows beyond the mask window)"
+    assert diff[56:, :50].max() == 0, "flat fill must stay untouched"
+    assert diff[56:, 72:].mean() > 1.0, "texture must get the noise"
+    assert 0.1 < rep.coverage < 0.6
+
+
+def test_alpha_zero_gets_no_noise_and_alpha_is_not_changed():
+    img = textured()
+    alpha = np.full(img.shape[:2], 255, np.uint8)
+    alpha[:, 100:] = 0
+    alpha_before = alpha.copy()
+    out, _ = protect_image(img, Settings(1.0, "k"), alpha=alpha)
+    np.testing.assert_array_equal(out[:, 100:], img[:, 100:])
+    assert np.abs(out[:, 64:100].astype(int) - img[:, 64:100]).mean() > 1.0
+    np.testing.assert_array_equal(alpha, alpha_before)
+
+
+def test_region_mask_controls_where_noise_goes():
+    img = textured()
+    region = np.zeros(img.shape[:2], np.uint8)
+    region[:48] = 255
+    out, _ = protect_image(img, Settings(1.0, "k"), region=region)
+    np.testing.assert_array_equal(out[48:], img[48:])
+    assert np.abs(out[:48, 64:].astype(int) - img[:48, 64:]).mean() > 1.0
+
+
+def test_sixteen_bit_and_grey_keep_dtype_and_shape():
+    img16 = textured().astype(np.uint16) * 257
+    out, _ = protect_image(img16, Settings(0.6, "k"))
+    assert out.dtype == np.uint16 and out.shape == img16.shape
+    changed = out != img16
+    assert changed.any()
+    assert np.any((out[changed] % 257) != 0), "noise must use the 16-bit precision"
+    grey = textured(channels=1)
+    g_out, _ = protect_image(grey, Settings(0.6, "k"))
+    assert g_out.shape == grey.shape and g_out.dtype == np.uint8 and (g_out != grey).any()
+
+
+@pytest.mark.parametrize("stripe", [8, 24, 40])
+def test_stripes_reproduce_the_whole_image(stripe):
+    img = textured(101, 77, seed=5)
+    whole, _ = protect_image(img, Settings(0.7, "k"), stripe_rows=4096)
+    tiled, _ = protect_image(img, Settings(0.7, "k"), stripe_rows=stripe)
+    np.testing.assert_array_equal(whole, tiled)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc",
+    [
+        (dict(pixels=np.zeros((8, 8, 3), np.float32)), TypeError),
+        (dict(pixels=np.zeros((8, 8), np.uint8)), ValueError),
+        (dict(pixels=np.zeros((8, 8, 4), np.uint8)), ValueError),
+        (dict(pixels=np.zeros((0, 8, 3), np.uint8)), ValueError),
+        (dict(alpha=np.zeros((4, 4), np.uint8)), ValueError),
+        (dict(region=np.zeros((9, 8), np.uint8)), ValueError),
+    ],
+)
+def test_validation(kwargs, exc):
+    args = dict(pixels=np.zeros((8, 8, 3), np.uint8), alpha=None, region=None) | kwargs
+    with pytest.raises(exc):
+        protect_image(args.pop("pixels"), Settings(0.4, "k"), **args)
+
+
+@pytest.mark.parametrize("s", [-0.1, 1.01, float("nan"), "0.4"])
+def test_settings_reject_bad_strength(s):
+    with pytest.raises(ValueError):
+        Settings(s, "k")
