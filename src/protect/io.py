@@ -250,34 +250,34 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
             "(raise it with --max-pixels)"
         )
 
-    info = im.info
-    exif_obj = im.getexif()
-    orientation = int(exif_obj.get(_ORIENTATION, 1) or 1)
-    exif_bytes = None
-    if len(exif_obj):
-        if _ORIENTATION in exif_obj:
-            exif_obj[_ORIENTATION] = 1
-        exif_bytes = exif_obj.tobytes()
-    dpi = info.get("dpi")
-    dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
-    xmp = info.get("xmp")
-    if isinstance(xmp, str):
-        xmp = xmp.encode("utf-8")
-    text = {}
-    if fmt == "PNG":
-        text = {k: _text_of(v) for k, v in getattr(im, "text", {}).items()}
-    lossless = fmt == "WEBP" and b"VP8L" in data[12:40]
-
     ihdr = _png_ihdr(data[:33])
     frames: list[Frame] = []
     saved_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # the limit was checked above, against max_pixels
     try:
+        info = im.info
+        exif_obj = im.getexif()
+        orientation = int(exif_obj.get(_ORIENTATION, 1) or 1)
+        exif_bytes = None
+        if len(exif_obj):
+            if _ORIENTATION in exif_obj:
+                exif_obj[_ORIENTATION] = 1
+            exif_bytes = exif_obj.tobytes()
+        dpi = info.get("dpi")
+        dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
+        xmp = info.get("xmp")
+        if isinstance(xmp, str):
+            xmp = xmp.encode("utf-8")
+        text = {}
+        if fmt == "PNG":
+            text = {k: _text_of(v) for k, v in getattr(im, "text", {}).items()}
+        lossless = fmt == "WEBP" and b"VP8L" in data[12:40]
         if ihdr is not None and ihdr[0] == 16:
             pixels, alpha = _decode_16bit(data)
             frames.append(Frame(pixels, alpha))
         elif getattr(im, "n_frames", 1) > 1 and fmt in _ANIMATED_FORMATS:
             for fr in ImageSequence.Iterator(im):
+                fr.load()
                 dur = fr.info.get("duration")
                 pixels, alpha = _split_pil(fr.convert("RGBA"))
                 frames.append(Frame(pixels, alpha, int(dur) if dur is not None else None))

@@ -1,0 +1,218 @@
+"""The batch CLI through typer's test runner: outputs, skipping, errors, exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import textured
+from PIL import Image
+from typer.testing import CliRunner
+
+from protect import batch
+from protect.cli import app
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def make_tree(root: Path) -> dict[str, str]:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(textured(seed=1)).save(root / "a.png")
+    Image.fromarray(textured(seed=2)).save(root / "sub" / "b.jpg", quality=90)
+    Image.fromarray(textured(seed=3)[..., 0], "L").save(root / "sub" / "deeper" / "c.webp", lossless=True)
+    (root / "readme.txt").write_text("not an image, not picked up")
+    return {str(p.relative_to(root)): sha(p) for p in root.rglob("*") if p.is_file()}
+
+
+def test_folder_mirrored_originals_untouched_rerun_skips(tmp_path):
+    src = tmp_path / "art"
+    src.mkdir()
+    hashes = make_tree(src)
+    res = run(src, "--strength", "0.4", "--json", tmp_path / "r.json", "--workers", "1")
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "art_protected"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "a.png", "sub/b.jpg", "sub/deeper/c.webp"]
+    assert {str(p.relative_to(src)): sha(p) for p in src.rglob("*") if p.is_file()} == hashes
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["protected"] == 3 and report["failed"] == 0
+    for f in report["files"]:
+        assert f["status"] == "protected" and f["out_bytes"] > 0 and f["in_bytes"] > 0
+        assert f["size_ratio"] > 0 and f["psnr"] > 30 and f["seconds"] >= 0
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    res2 = run(src, "--json", tmp_path / "r2.json", "--workers", "1")
+    assert res2.exit_code == 0
+    r2 = json.loads((tmp_path / "r2.json").read_text())
+    assert r2["skipped"] == 3 and r2["protected"] == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    res3 = run(src, "--strength", "0.5", "--json", tmp_path / "r3.json", "--workers", "1")
+    assert json.loads((tmp_path / "r3.json").read_text())["protected"] == 3  # settings changed: redone
+    res4 = run(src, "--strength", "0.5", "--overwrite", "--json", tmp_path / "r4.json", "--workers", "1")
+    assert json.loads((tmp_path / "r4.json").read_text())["protected"] == 3
+    assert res3.exit_code == res4.exit_code == 0
+
+
+def test_single_file_gets_suffix_beside_it(tmp_path):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    res = run(tmp_path / "a.png", "--workers", "1")
+    assert res.exit_code == 0
+    assert (tmp_path / "a_protected.png").is_file()
+    res = run(tmp_path, "--workers", "1", "--dry-run")  # the folder: the output is not picked up
+    assert "a_protected" not in res.output.replace("art_protected", "")
+    assert res.output.count("would protect") == 1
+
+
+def test_out_inside_input_is_not_reprocessed(tmp_path):
+    src = tmp_path / "art"
+    src.mkdir()
+    make_tree(src)
+    out = src / "export"
+    for _ in range(2):
+        res = run(src, "--out", out, "--json", tmp_path / "r.json", "--workers", "1")
+        assert res.exit_code == 0
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "a.png", "sub/b.jpg", "sub/deeper/c.webp"]
+    assert json.loads((tmp_path / "r.json").read_text())["skipped"] == 3
+
+
+def test_bad_files_one_line_each_batch_goes_on(tmp_path):
+    src = tmp_path / "art"
+    src.mkdir()
+    Image.fromarray(textured()).save(src / "good.png")
+    (src / "empty.png").write_bytes(b"")
+    (src / "text.jpg").write_text("hello")
+    data = (src / "good.png").read_bytes()
+    (src / "cut.png").write_bytes(data[: len(data) // 2])
+    Image.new("CMYK", (8, 8)).save(src / "cmyk.jpg")
+    Image.fromarray(textured(300, 300)).save(src / "big.png")
+    res = run(src, "--max-pixels", "50000", "--workers", "1", "--json", tmp_path / "r.json")
+    assert res.exit_code == 1
+    errors = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 5
+    for name, words in [("empty.png", "empty file"), ("text.jpg", "not an image"), ("cut.png", "truncated"),
+                        ("cmyk.jpg", "unsupported colour mode"), ("big.png", "too large")]:
+        assert any(name in e and words in e for e in errors), (name, errors)
+    assert (tmp_path / "art_protected" / "good.png").is_file()
+    assert not (tmp_path / "art_protected" / "empty.png").exists()
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["failed"] == 5 and rep["protected"] == 1 and rep["exit_code"] == 1
+
+
+@pytest.mark.parametrize("args", [["--strength", "1.5"], ["--workers", "-1"], ["--format", "heic"], []])
+def test_usage_errors_exit_2(tmp_path, args):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    res = run(*args, tmp_path / "a.png") if args else run("run")
+    assert res.exit_code == 2, res.output
+
+
+def test_missing_path_exit_2(tmp_path):
+    assert run(tmp_path / "nope.png").exit_code == 2
+
+
+def test_format_and_jpeg_quality(tmp_path):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    res = run(tmp_path / "a.png", "--format", "jpeg", "--out", tmp_path / "o", "--workers", "1")
+    assert res.exit_code == 0
+    assert Image.open(tmp_path / "o" / "a.jpg").format == "JPEG"
+
+
+def test_mask_file_and_folder(tmp_path):
+    src = tmp_path / "art"
+    (src / "sub").mkdir(parents=True)
+    img = textured()
+    Image.fromarray(img).save(src / "sub" / "a.png")
+    Image.fromarray(img).save(src / "b.png")
+    masks = tmp_path / "masks"
+    (masks / "sub").mkdir(parents=True)
+    m = np.zeros(img.shape[:2], np.uint8)
+    m[:, 100:] = 255
+    Image.fromarray(m).save(masks / "sub" / "a.png")
+    assert run(src, "--mask", masks, "--strength", "1", "--workers", "1").exit_code == 0
+    a = np.asarray(Image.open(tmp_path / "art_protected" / "sub" / "a.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "art_protected" / "b.png")).astype(int)
+    assert np.array_equal(a[:, :100], img[:, :100]) and (a[:, 100:] != img[:, 100:]).any()
+    assert (b[:, 64:100] != img[:, 64:100]).any()  # no mask for b: whole image
+    Image.fromarray(m[:50]).save(tmp_path / "wrong.png")
+    res = run(src / "b.png", "--mask", tmp_path / "wrong.png", "--workers", "1")
+    assert res.exit_code == 1 and "mask" in res.output
+
+
+def test_key_file_created_private_printed_once_never_in_outputs(tmp_path):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    res = run(tmp_path / "a.png", "--workers", "1", "--json", tmp_path / "r.json")
+    keyfile = Path(os.environ["PROTECT_CONFIG_DIR"]) / "key"
+    assert keyfile.is_file() and stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+    assert str(keyfile) in res.output
+    key = keyfile.read_text().strip()
+    res2 = run(tmp_path / "a.png", "--workers", "1", "--overwrite")
+    assert str(keyfile) not in res2.output
+    for p in [tmp_path / "a_protected.png", tmp_path / "r.json"]:
+        assert key.encode() not in p.read_bytes()
+    assert key not in res.output + res2.output
+    cache = Path(os.environ["PROTECT_CACHE_DIR"])
+    for p in cache.rglob("*"):
+        if p.is_file():
+            assert key.encode() not in p.read_bytes()
+
+
+def test_key_option_env_and_file_give_different_results(tmp_path):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    outs = []
+    for i, (args, env) in enumerate([(["--key", "one"], None), ([], {"PROTECT_KEY": "two"}), ([], None)]):
+        assert run(tmp_path / "a.png", "--out", tmp_path / f"o{i}", "--workers", "1", *args, env=env).exit_code == 0
+        outs.append((tmp_path / f"o{i}" / "a.png").read_bytes())
+    assert len(set(outs)) == 3
+    assert run(tmp_path / "a.png", "--out", tmp_path / "o4", "--key", "one", "--workers", "1").exit_code == 0
+    assert (tmp_path / "o4" / "a.png").read_bytes() == outs[0]
+
+
+def test_interrupted_run_resumes_without_half_written_files(tmp_path, monkeypatch):
+    src = tmp_path / "art"
+    src.mkdir()
+    for i in range(6):
+        Image.fromarray(textured(seed=i)).save(src / f"{i}.png")
+    real = batch.protect_file
+    calls = {"n": 0}
+
+    def flaky(job, options):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the batch
+        return real(job, options)
+
+    monkeypatch.setattr(batch, "protect_file", flaky)
+    res = run(src, "--workers", "1")
+    assert res.exit_code != 0
+    out = tmp_path / "art_protected"
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["0.png", "1.png", "2.png"]  # complete files only, no temp files
+    for p in out.iterdir():
+        Image.open(p).load()
+    monkeypatch.setattr(batch, "protect_file", real)
+    res = run(src, "--workers", "1", "--json", tmp_path / "r.json")
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["skipped"] == 3 and rep["protected"] == 3 and res.exit_code == 0
+
+
+def test_two_workers_match_one_worker(tmp_path):
+    src = tmp_path / "art"
+    shutil.copytree(SAMPLES, src, ignore=shutil.ignore_patterns("*.py"))
+    r1 = run(src, "--out", tmp_path / "one", "--workers", "1")
+    r2 = run(src, "--out", tmp_path / "two", "--workers", "2")
+    assert r1.exit_code == r2.exit_code == 0
+    for p in (tmp_path / "one").iterdir():
+        assert p.read_bytes() == (tmp_path / "two" / p.name).read_bytes(), p.name
