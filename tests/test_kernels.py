@@ -82,3 +82,17 @@ def test_hash_uniforms_are_uniform():
     vals = np.concatenate([ref.block_uniforms(99, by, 0, 37) for by in range(200)])
     assert vals.min() >= -1 and vals.max() < 1
     assert abs(vals.mean()) < 0.03 and abs(vals.var() - 1 / 3) < 0.02
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_diff_stats_matches_numpy(dtype):
+    from protect.kernels import stats
+
+    rng = np.random.default_rng(4)
+    hi = 256 if dtype == np.uint8 else 65536
+    a = rng.integers(0, hi, (17, 23, 3)).astype(dtype)
+    b = rng.integers(0, hi, (17, 23, 3)).astype(dtype)
+    sse, mx = stats.diff_stats_kernel(a, b)
+    d = a.astype(np.int64) - b.astype(np.int64)
+    assert sse == float((d * d).sum()) and mx == int(np.abs(d).max())
+    assert stats.diff_stats_kernel(a, a) == (0.0, 0)

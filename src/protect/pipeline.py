@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels import perturb
+from .kernels import perturb, stats
 
 #: Version of the perturbation algorithm; part of the seed, so a change of
 #: algorithm never silently reuses noise from an older one.
@@ -146,15 +146,6 @@ def derive_seed(key: str, pixels: np.ndarray) -> np.uint64:
     return np.uint64(int.from_bytes(h.digest(), "little"))
 
 
-def psnr(a: np.ndarray, b: np.ndarray, *, data_range: float) -> float:
-    """Peak signal-to-noise ratio in dB (``inf`` for identical arrays)."""
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    mse = float(np.mean(diff * diff))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(data_range * data_range / mse)
-
-
 def _check_image(pixels: np.ndarray, name: str) -> None:
     if not isinstance(pixels, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(pixels).__name__}")
@@ -173,6 +164,41 @@ def _check_weight(weight: np.ndarray | None, shape: tuple[int, int], name: str) 
     if weight.shape != shape:
         raise ValueError(f"{name} has shape {weight.shape}, the image is {shape}")
     return weight
+
+
+def perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out) -> int:
+    """Run the kernels over horizontal stripes; return how many pixels got weight > 0.1.
+
+    No validation: :func:`protect_image` has done it.  Buffers are allocated
+    once per call, at stripe size, so memory stays bounded.
+    """
+    h, w, _ = pixels.shape
+    halo = MASK_RADIUS + 1
+    scale8 = np.float32(255.0 / maxval)  # the mask works on a 0-255 scale
+    lum_buf = np.empty((stripe + 2 * halo, w), np.float32)
+    gain_buf = np.empty((stripe, w), np.float32)
+    noise_buf = np.empty((stripe, w), np.float32)
+    covered = 0
+    for y0 in range(0, h, stripe):
+        y1 = min(h, y0 + stripe)
+        a0 = max(0, y0 - halo)
+        a1 = min(h, y1 + halo)
+        lum = lum_buf[: a1 - a0]
+        gain = gain_buf[: y1 - y0]
+        noise = noise_buf[: y1 - y0]
+        perturb.luminance_kernel(pixels[a0:a1], scale8, lum)
+        perturb.perceptual_mask_kernel(
+            lum, MASK_RADIUS, np.float32(MASK_T_LOW), np.float32(MASK_T_HIGH), np.float32(MASK_G_T),
+            np.float32(MASK_D_LOW), np.float32(MASK_D_HIGH), np.float32(MASK_DARK), y0 - a0, gain,
+        )
+        if alpha is not None:
+            gain *= alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval)
+        if region is not None:
+            gain *= region[y0:y1].astype(np.float32) * np.float32(1.0 / 255.0)
+        covered += int(np.count_nonzero(gain > 0.1))
+        perturb.dct_noise_kernel(seed, _ATOMS, y0, 0, gain, noise)
+        perturb.apply_noise_kernel(pixels[y0:y1], noise, gain, amplitude, maxval, out[y0:y1])
+    return covered
 
 
 def protect_image(
@@ -216,7 +242,6 @@ def protect_image(
     stripe = int(math.ceil(int(stripe_rows) / 8) * 8)
 
     maxval = 255 if pixels.dtype == np.uint8 else 65535
-    scale8 = np.float32(255.0 / maxval)  # work on a 0-255 scale
     out = np.empty_like(pixels)
     if settings.strength == 0.0:
         out[...] = pixels
@@ -224,32 +249,12 @@ def protect_image(
 
     seed = derive_seed(settings.key, pixels)
     amplitude = np.float32(settings.amplitude * maxval / 255.0)
-    halo = MASK_RADIUS + 1
-    covered = 0
-    for y0 in range(0, h, stripe):
-        y1 = min(h, y0 + stripe)
-        a0 = max(0, y0 - halo)
-        a1 = min(h, y1 + halo)
-        lum = np.empty((a1 - a0, w), np.float32)
-        perturb.luminance_kernel(pixels[a0:a1], scale8, lum)
-        gain = np.empty((y1 - y0, w), np.float32)
-        perturb.perceptual_mask_kernel(
-            lum, MASK_RADIUS, np.float32(MASK_T_LOW), np.float32(MASK_T_HIGH), np.float32(MASK_G_T),
-            np.float32(MASK_D_LOW), np.float32(MASK_D_HIGH), np.float32(MASK_DARK), y0 - a0, gain,
-        )
-        if alpha is not None:
-            gain *= alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval)
-        if region is not None:
-            gain *= region[y0:y1].astype(np.float32) * np.float32(1.0 / 255.0)
-        covered += int(np.count_nonzero(gain > 0.1))
-        noise = np.empty((y1 - y0, w), np.float32)
-        perturb.dct_noise_kernel(seed, _ATOMS, y0, 0, gain, noise)
-        perturb.apply_noise_kernel(pixels[y0:y1], noise, gain, amplitude, maxval, out[y0:y1])
-
-    diff = np.abs(out.astype(np.int32) - pixels.astype(np.int32))
+    covered = perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out)
+    sse, max_abs = stats.diff_stats_kernel(pixels, out)
+    mse = sse / float(pixels.size)
     report = ProtectReport(
-        psnr=psnr(pixels, out, data_range=maxval),
-        max_abs_diff=int(diff.max()),
+        psnr=math.inf if mse == 0.0 else 10.0 * math.log10(maxval * maxval / mse),
+        max_abs_diff=int(max_abs),
         coverage=covered / float(h * w),
         seconds=time.perf_counter() - t0,
     )

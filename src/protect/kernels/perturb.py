@@ -183,8 +183,8 @@ def perceptual_mask_kernel(lum, radius, t_low, t_high, g_t, d_low, d_high, dark,
     yb = min(row0 + n - 1 + r, h - 1)
     act = np.empty(w + 2 * r, np.float32)
     den = np.empty(w + 2 * r, np.float32)
-    hs = np.zeros((h, w), np.float32)
-    hd = np.zeros((h, w), np.float32)
+    hs = np.empty((h, w), np.float32)  # only rows ya..yb are written and read
+    hd = np.empty((h, w), np.float32)
     for y in range(ya, yb + 1):
         yn = y + 1 if y + 1 < h else y
         for x in range(w - 1):
@@ -253,7 +253,12 @@ def apply_noise_kernel(src, noise, gain, amplitude, maxval, out):
     half = np.float32(0.5)
     for y in range(h):
         for x in range(w):
-            d = amplitude * gain[y, x] * noise[y, x]
+            g = gain[y, x]
+            if g == 0.0:
+                for ch in range(c):
+                    out[y, x, ch] = src[y, x, ch]
+                continue
+            d = amplitude * g * noise[y, x]
             for ch in range(c):
                 v = np.float32(src[y, x, ch]) + d + half
                 v = min(max(v, zero), hi + half)
