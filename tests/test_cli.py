@@ -216,3 +216,11 @@ def test_two_workers_match_one_worker(tmp_path):
     assert r1.exit_code == r2.exit_code == 0
     for p in (tmp_path / "one").iterdir():
         assert p.read_bytes() == (tmp_path / "two" / p.name).read_bytes(), p.name
+
+
+def test_verify_adds_perceptual_score(tmp_path):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    res = run(tmp_path / "a.png", "--verify", "--json", tmp_path / "r.json", "--workers", "1")
+    assert res.exit_code == 0 and "SSIMULACRA2" in res.output
+    f = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert 0 < f["ssimulacra2"] <= 100

@@ -191,3 +191,12 @@ def test_written_files_have_normal_permissions(tmp_path):
     pio.atomic_write_bytes(tmp_path / "x.bin", b"1")
     mode = (tmp_path / "x.bin").stat().st_mode & 0o777
     assert mode == 0o666 & ~pio._UMASK
+
+
+def test_max_pixels_governs_not_pillows_own_bomb_limit(tmp_path, monkeypatch):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow would call this a bomb (> 2x limit)
+    assert pio.read_image(tmp_path / "a.png", max_pixels=10**6).width == 128
+    with pytest.raises(pio.InputError, match="--max-pixels"):
+        pio.read_image(tmp_path / "a.png", max_pixels=5000)
+    assert Image.MAX_IMAGE_PIXELS == 100  # restored

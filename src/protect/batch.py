@@ -268,7 +268,7 @@ class State:
     def for_jobs(cls, jobs: list[Job]) -> State:
         if not jobs:
             return cls(None)
-        anchor = str(jobs[0].dst.resolve().parent)
+        anchor = os.path.commonpath([str(j.dst.resolve().parent) for j in jobs])
         name = hashlib.sha256(anchor.encode()).hexdigest()[:20] + ".json"
         return cls(cache_dir() / "state" / name)
 

@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from . import __version__
 from . import io as pio
-from .batch import EXIT_USAGE, Options, default_workers, discover, run_batch, warm_jit
+from .batch import Options, default_workers, discover, run_batch, warm_jit
 from .pipeline import Settings
 from .userdirs import KEY_ENV, resolve_key
 
@@ -140,8 +140,6 @@ def main() -> None:
         sys.stderr.write("\nprotect: interrupted; run the same command again to resume\n")
         sys.exit(130)
 
-
-_ = EXIT_USAGE  # documented exit code 2 is click's usage-error code
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -230,14 +230,16 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
         raise InputError(f"cannot read: {exc.strerror or exc}") from None
     if not data:
         raise InputError("empty file (0 bytes)")
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # protect applies its own limit, max_pixels, below
     try:
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise InputError("not an image, or a format protect cannot read") from None
-    except Image.DecompressionBombError as exc:  # pragma: no cover - we disable the limit below
-        raise InputError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds on bad headers
         raise InputError(f"unreadable image header ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
     fmt = im.format
     if fmt == "MPO":  # multi-picture JPEG from cameras: the first picture is the JPEG
         fmt = "JPEG"
@@ -252,7 +254,6 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
 
     ihdr = _png_ihdr(data[:33])
     frames: list[Frame] = []
-    saved_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # the limit was checked above, against max_pixels
     try:
         info = im.info
