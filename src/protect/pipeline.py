@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -128,7 +128,6 @@ class ProtectReport:
     max_abs_diff: int
     coverage: float  # fraction of pixels whose mask weight exceeds 0.1
     seconds: float
-    extra: dict = field(default_factory=dict)
 
 
 def derive_seed(key: str, pixels: np.ndarray) -> np.uint64:
