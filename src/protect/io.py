@@ -219,9 +219,19 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     ----------
     path : path-like
     max_pixels : int or None
-        Refuse images with more pixels than this (``None``: no limit).
+        Refuse images with more pixels than this (``None``: no limit).  This
+        replaces Pillow's own decompression-bomb limit, which is lifted while
+        the file is read and restored afterwards.
     """
-    path = Path(path)
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return _read_image(Path(path), max_pixels)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
+
+
+def _read_image(path: Path, max_pixels: int | None) -> ImageFile:
     try:
         data = path.read_bytes()
     except IsADirectoryError:
@@ -230,16 +240,12 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
         raise InputError(f"cannot read: {exc.strerror or exc}") from None
     if not data:
         raise InputError("empty file (0 bytes)")
-    saved_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # protect applies its own limit, max_pixels, below
     try:
         im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise InputError("not an image, or a format protect cannot read") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds on bad headers
         raise InputError(f"unreadable image header ({exc})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved_limit
     fmt = im.format
     if fmt == "MPO":  # multi-picture JPEG from cameras: the first picture is the JPEG
         fmt = "JPEG"
@@ -254,7 +260,6 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
 
     ihdr = _png_ihdr(data[:33])
     frames: list[Frame] = []
-    Image.MAX_IMAGE_PIXELS = None  # the limit was checked above, against max_pixels
     try:
         info = im.info
         exif_obj = im.getexif()
@@ -293,8 +298,6 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
         if "truncated" in msg or "broken" in msg or isinstance(exc, (SyntaxError, EOFError)):
             raise InputError(f"truncated or corrupt image data ({msg})") from None
         raise InputError(f"cannot decode: {msg}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved_limit
 
     if orientation != 1:
         for fr in frames:
