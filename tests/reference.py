@@ -77,3 +77,37 @@ def apply_noise(src: np.ndarray, noise: np.ndarray, gain: np.ndarray, amplitude:
     v = src.astype(np.float32) + d[..., None] + np.float32(0.5)
     v = np.clip(v, 0, maxval + 0.5)
     return np.floor(v).astype(src.dtype)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter, pixel by pixel: for every window, solve the
+    ridge regression of ``src`` on the guide's colours (Eq. 14 of the paper),
+    then average the coefficients of every window covering each pixel.
+    Borders are reflected (``abc|cba``), like cv2.BORDER_REFLECT."""
+    guide = np.asarray(guide, np.float64)
+    src = np.asarray(src, np.float64)
+    h, w, cg = guide.shape
+    r = radius
+    gp = np.pad(guide, ((r, r), (r, r), (0, 0)), mode="symmetric")
+    out = np.zeros_like(src)
+    for c in range(src.shape[2]):
+        pp = np.pad(src[..., c], r, mode="symmetric")
+        a = np.zeros((h, w, cg))
+        b = np.zeros((h, w))
+        for y in range(h):
+            for x in range(w):
+                win_i = gp[y:y + 2 * r + 1, x:x + 2 * r + 1].reshape(-1, cg)
+                win_p = pp[y:y + 2 * r + 1, x:x + 2 * r + 1].ravel()
+                mu = win_i.mean(axis=0)
+                cov = (win_i - mu).T @ (win_i - mu) / len(win_p)
+                cov_ip = (win_i - mu).T @ (win_p - win_p.mean()) / len(win_p)
+                a[y, x] = np.linalg.solve(cov + eps * np.eye(cg), cov_ip)
+                b[y, x] = win_p.mean() - a[y, x] @ mu
+        ap = np.pad(a, ((r, r), (r, r), (0, 0)), mode="symmetric")
+        bp = np.pad(b, r, mode="symmetric")
+        for y in range(h):
+            for x in range(w):
+                ma = ap[y:y + 2 * r + 1, x:x + 2 * r + 1].reshape(-1, cg).mean(axis=0)
+                mb = bp[y:y + 2 * r + 1, x:x + 2 * r + 1].mean()
+                out[y, x, c] = ma @ guide[y, x] + mb
+    return out
