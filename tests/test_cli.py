@@ -224,3 +224,84 @@ def test_verify_adds_perceptual_score(tmp_path):
     assert res.exit_code == 0 and "SSIMULACRA2" in res.output
     f = json.loads((tmp_path / "r.json").read_text())["files"][0]
     assert 0 < f["ssimulacra2"] <= 100
+
+
+# ------------------------------------------------------------ verify, declutter
+
+
+def _protected_tree(tmp_path):
+    src = tmp_path / "art"
+    make_tree(src)
+    assert run(src, "--key", "k", "-q").exit_code == 0
+    return src, tmp_path / "art_protected"
+
+
+def test_verify_folders_json_report_and_thresholds(tmp_path):
+    src, dst = _protected_tree(tmp_path)
+    res = run("verify", src, dst, "--attacks", "none,jpeg75", "--no-surrogate",
+              "--json", tmp_path / "v.json", "--report", tmp_path / "rep")
+    assert res.exit_code == 0, res.output
+    assert "median over 3 pairs" in res.stdout and "jpeg75" in res.stdout
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert len(data["pairs"]) == 3 and data["errors"] == [] and data["exit_code"] == 0
+    assert [a["attack"] for a in data["pairs"][0]["attacks"]] == ["none", "jpeg75"]
+    assert data["pairs"][0]["attacks"][0]["survival"] == pytest.approx(1.0)
+    assert "skipped" in res.stdout or data["pairs"][0]["footprint_note"]
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert html.count("<img class='sheet'") == 3 and "<svg" in html
+    sheets = sorted((tmp_path / "rep" / "sheets").iterdir())
+    assert len(sheets) == 3
+    with Image.open(sheets[0]) as im:
+        assert im.width == 5 * 384 + 4 * 4  # five panels, four gaps
+    # a threshold that cannot be met: exit 1, one line naming the file and the figure
+    res = run("verify", src / "a.png", dst / "a.png", "--attacks", "none", "--no-surrogate", "--min-psnr", "99")
+    assert res.exit_code == 1 and "below threshold: a.png: PSNR" in res.output
+
+
+def test_verify_missing_counterpart_and_mismatch_fail_per_pair(tmp_path):
+    src, dst = _protected_tree(tmp_path)
+    (dst / "a.png").unlink()
+    Image.fromarray(textured(seed=9)[:50]).save(dst / "sub" / "b.jpg")
+    res = run("verify", src, dst, "--attacks", "none", "--no-surrogate")
+    assert res.exit_code == 1
+    assert "error: a.png: no protected counterpart found" in res.output
+    assert "error: sub/b.jpg: size or channels differ" in res.output
+    assert "1 verified, 2 failed" in res.output
+
+
+def test_verify_without_surrogate_says_skipped(tmp_path, monkeypatch):
+    from protect import surrogate
+
+    def unavailable(path=None, **kw):
+        raise surrogate.SurrogateUnavailable("torch is not installed (pip install 'protect[surrogate]')")
+
+    monkeypatch.setattr(surrogate, "load_encoder", unavailable)
+    src, dst = _protected_tree(tmp_path)
+    res = run("verify", src / "a.png", dst / "a.png", "--attacks", "none")
+    assert res.exit_code == 0
+    assert "latent footprint skipped: torch is not installed" in res.stdout
+
+
+def test_verify_usage_errors(tmp_path):
+    src, dst = _protected_tree(tmp_path)
+    assert run("verify", src, dst / "a.png").exit_code == 2
+    res = run("verify", src, dst, "--attacks", "sharpen")
+    assert res.exit_code == 2 and "choose from" in res.output
+
+
+def test_declutter_one_attack_to_file_and_all_to_folder(tmp_path):
+    src = tmp_path / "a.png"
+    Image.fromarray(textured(seed=4)).save(src)
+    res = run("declutter", src, tmp_path / "a_jpeg.png", "--attack", "jpeg75")
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "a_jpeg.png") as im:
+        assert im.size == (128, 96) and im.mode == "RGB"
+    res = run("declutter", src, tmp_path / "all", "--attack", "all")
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "all").glob("a_*.png"))) == 15
+    with Image.open(tmp_path / "all" / "a_resize_half.png") as im:
+        assert im.size == (64, 48)
+    assert run("declutter", src, tmp_path / "x.png", "--attack", "sharpen").exit_code == 2
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    res = run("declutter", tmp_path / "bad.png", tmp_path / "y.png", "--attack", "jpeg75")
+    assert res.exit_code == 1 and "bad.png" in res.output and not (tmp_path / "y.png").exists()

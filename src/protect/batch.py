@@ -308,6 +308,19 @@ class State:
 # ---------------------------------------------------------------- processing
 
 
+def describe_error(exc: BaseException) -> str:
+    """The one-line reason shown to the user for a file that failed."""
+    if isinstance(exc, pio.InputError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory (try --workers 1, or a smaller image)"
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {exc.filename or exc}"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
 def protect_file(job: Job, options: Options) -> FileResult:
     """Protect one file; never raises for a bad input (status "failed" instead)."""
     t0 = time.perf_counter()
@@ -335,16 +348,8 @@ def protect_file(job: Job, options: Options) -> FileResult:
         res.psnr = round(worst_psnr, 2) if np.isfinite(worst_psnr) else None
         res.ssimulacra2 = round(min(scores), 2) if scores else None
         res.status = "protected"
-    except pio.InputError as exc:
-        res.reason = str(exc)
-    except MemoryError:
-        res.reason = "out of memory (try --workers 1, or a smaller image)"
-    except PermissionError as exc:
-        res.reason = f"permission denied: {exc.filename or exc}"
-    except OSError as exc:
-        res.reason = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-        res.reason = f"unexpected error: {type(exc).__name__}: {exc}"
+        res.reason = describe_error(exc)
     res.seconds = round(time.perf_counter() - t0, 4)
     return res
 

@@ -1,9 +1,11 @@
-"""Command line: ``protect PATHS... [options]``.
+"""Command line: ``protect PATHS... [options]``, ``protect verify``, ``protect declutter``.
 
 Exit codes
 ----------
-0  every file was protected or already up to date
-1  at least one file failed (each failure is one line on stderr)
+0  every file was protected or already up to date / every pair verified
+   and met the thresholds
+1  at least one file failed (each failure is one line on stderr), or a
+   verify threshold was missed
 2  usage error (bad option, missing path)
 """
 
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from typer.core import TyperGroup
 
@@ -130,6 +133,156 @@ def run(
             _err("protect: no images found")
         _err(f"protect: {report.summary()}")
     raise typer.Exit(report.exit_code)
+
+
+def _parse_attacks(spec: Optional[str]) -> Optional[list[str]]:
+    from .declutter import ATTACKS
+
+    if spec is None:
+        return None
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(ATTACKS)
+    unknown = [n for n in names if n not in ATTACKS]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown attack {', '.join(unknown) or '(none given)'}; "
+                                 f"choose from {', '.join(ATTACKS)}", param_hint="--attacks")
+    return names
+
+
+def _f(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _print_pair(rep) -> None:
+    typer.echo(f"{rep.name}  ({rep.width}x{rep.height}, {rep.seconds:.1f} s)")
+    typer.echo(f"  visibility: PSNR {rep.psnr:.2f} dB   SSIM {rep.ssim:.4f}   SSIMULACRA2 {rep.ssimulacra2:.2f}   "
+               f"CIEDE2000 mean {rep.ciede2000_mean:.2f}, p99 {rep.ciede2000_p99:.2f}")
+    _print_attack_rows({a.attack: a.__dict__ for a in rep.attacks})
+    if rep.footprint_note:
+        typer.echo(f"  latent footprint skipped: {rep.footprint_note}")
+
+
+def _print_attack_rows(rows: dict) -> None:
+    with_fp = any(r.get("footprint_ratio") is not None for r in rows.values())
+    head = f"  {'attack':<20} {'correlation':>11} {'energy':>7} {'survival':>8}"
+    if with_fp:
+        head += f" {'footprint':>9} {'gaussian':>8} {'ratio':>6}"
+    typer.echo(head)
+    for name, r in rows.items():
+        line = f"  {name:<20} {_f(r['correlation'], '11.3f')} {_f(r['energy'], '7.3f')} {_f(r['survival'], '8.3f')}"
+        if with_fp:
+            line += (f" {_f(r['footprint'], '9.4f')} {_f(r['footprint_gaussian'], '8.4f')}"
+                     f" {_f(r['footprint_ratio'], '6.2f')}")
+        typer.echo(line)
+
+
+@app.command("verify")
+def verify(
+    original: Path = typer.Argument(..., exists=True, help="The original image, or a folder of originals."),
+    protected: Path = typer.Argument(..., exists=True, help="The protected image, or the folder protect wrote."),
+    json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write every figure here."),
+    report_dir: Optional[Path] = typer.Option(None, "--report", file_okay=False,
+                                              help="Write contact sheets and index.html to this folder."),
+    attacks: Optional[str] = typer.Option(None, "--attacks",
+                                          help="Comma-separated attacks to run (default: all; see protect declutter -h)."),
+    min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Exit 1 if any PSNR (dB) is below this."),
+    min_ssimulacra2: Optional[float] = typer.Option(None, "--min-ssimulacra2",
+                                                    help="Exit 1 if any SSIMULACRA2 is below this."),
+    min_survival: Optional[float] = typer.Option(None, "--min-survival",
+                                                 help="Exit 1 if survival after any attack run is below this (0-1)."),
+    surrogate_weights: Optional[Path] = typer.Option(None, "--surrogate-weights", dir_okay=False,
+                                                     help="TAEF2 encoder weights (default: ../shared/models/taef2_encoder.pth "
+                                                          "when present; needs protect[surrogate])."),
+    no_surrogate: bool = typer.Option(False, "--no-surrogate", help="Skip the latent footprint (much faster)."),
+    surrogate_crop: int = typer.Option(512, "--surrogate-crop", min=64,
+                                       help="Side of the centre crop the encoder sees (native pixels)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the attacks' noise and the Gaussian comparison."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures and the final line."),
+) -> None:
+    """Measure protected images against their originals: visibility, declutter survival, latent footprint."""
+    from .verify import Thresholds
+    from .verify_run import load_surrogate, run_verify, write_json
+
+    names = _parse_attacks(attacks)
+    if original.is_dir() != protected.is_dir():
+        raise typer.BadParameter("give two files or two folders", param_hint="ORIGINAL PROTECTED")
+    encoder, note, used = load_surrogate(surrogate_weights, enabled=not no_surrogate)
+    if surrogate_weights is not None and encoder is None and not no_surrogate:
+        _err(f"error: {note}")
+        raise typer.Exit(2)
+
+    def on_pair(name, rep, error) -> None:
+        if error is not None:
+            _err(f"error: {name}: {error}")
+        elif not quiet:
+            _print_pair(rep)
+            typer.echo("")
+
+    run = run_verify(original, protected, attacks=names,
+                     thresholds=Thresholds(min_psnr, min_ssimulacra2, min_survival),
+                     encoder=encoder, encoder_note=note, weights_used=used, crop=surrogate_crop, seed=seed,
+                     report_dir=report_dir, on_pair=on_pair)
+    if len(run.reports) > 1 and not quiet:
+        from .verify import median_by_attack
+
+        fields = ("correlation", "energy", "survival", "footprint", "footprint_gaussian", "footprint_ratio")
+        med = {f: median_by_attack(run.reports, f) for f in fields}
+        typer.echo(f"median over {len(run.reports)} pairs")
+        typer.echo("  visibility: PSNR {:.2f} dB   SSIMULACRA2 {:.2f}".format(
+            *(float(np.median([getattr(r, k) for r in run.reports])) for k in ("psnr", "ssimulacra2"))))
+        _print_attack_rows({n: {f: med[f][n] for f in fields} for n in med["survival"]})
+    for name, misses in run.failures.items():
+        for miss in misses:
+            _err(f"below threshold: {name}: {miss}")
+    if json_path is not None:
+        write_json(json_path, run)
+    if report_dir is not None and not quiet:
+        _err(f"protect: report written to {report_dir / 'index.html'}")
+    missed = sum(1 for v in run.failures.values() if v)
+    _err(f"protect verify: {len(run.reports)} verified, {len(run.errors)} failed, {missed} below threshold; "
+         f"{run.seconds:.1f} s")
+    raise typer.Exit(run.exit_code)
+
+
+def _attack_help() -> str:
+    from .declutter import ATTACKS
+
+    return "\n\n".join(f"{a.name}: {a.summary}" for a in ATTACKS.values())
+
+
+@app.command("declutter", epilog="Attacks:\n\n" + _attack_help())
+def declutter(
+    source: Path = typer.Argument(..., exists=True, dir_okay=False, help="Image to purify."),
+    out: Path = typer.Argument(..., help="Output file (one attack) or folder (several, or 'all')."),
+    attack: list[str] = typer.Option(..., "--attack", "-a", help="Attack name, repeatable, or 'all'."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the attack's noise (noisy_upscale)."),
+) -> None:
+    """See what a scraper's clean-up does to an image (8-bit, transparency flattened on white)."""
+    from .declutter import ATTACKS, apply_attack
+    from .verify import flatten_8bit
+
+    names = list(ATTACKS) if attack == ["all"] else attack
+    unknown = [n for n in names if n not in ATTACKS]
+    if unknown:
+        raise typer.BadParameter(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)}",
+                                 param_hint="--attack")
+    try:
+        img = pio.read_image(source)
+        fr = img.frames[0]
+        flat = flatten_8bit(fr.pixels, fr.alpha, 255.0 if fr.pixels.dtype == np.uint8 else 65535.0)
+        single = len(names) == 1 and not out.is_dir()
+        for name in names:
+            dst = out if single else out / f"{source.stem}_{name}.png"
+            attacked = apply_attack(name, flat, seed=seed)
+            meta = pio.ImageFile([pio.Frame(attacked)], "PNG", icc_profile=img.icc_profile)
+            pio.write_image(dst, meta, format=pio.normalise_format(dst.suffix.lstrip(".") or "png"))
+            _err(f"{name}: {dst}")
+    except (pio.InputError, OSError, ValueError) as exc:
+        from .batch import describe_error
+
+        _err(f"error: {source}: {describe_error(exc) if not isinstance(exc, ValueError) else exc}")
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

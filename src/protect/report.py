@@ -1,0 +1,271 @@
+"""The visual verify report: a contact sheet per image and an HTML summary.
+
+Pure drawing: arrays and reports in, an RGB array or an HTML string out.
+``cli.py`` writes the files through ``io.py``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .declutter import ATTACKS
+from .verify import PairReport, median_by_attack
+
+__all__ = ["contact_sheet", "window_of_interest", "render_html", "SHEET_ATTACKS", "sheet_filename"]
+
+SHEET_ATTACKS = ("adverse_cleaner", "jpeg75")  # the two attacks drawn on every sheet
+PANEL = 384  # panel side in pixels (1:1 crops of the image)
+LABEL = 26  # height of a label bar
+AMPLIFY = 10.0  # the difference panels show 128 + 10 * difference
+_BG = (236, 236, 236)
+
+
+def _rgb(x: np.ndarray) -> np.ndarray:
+    return np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x
+
+
+def window_of_interest(d: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left corner of the ``side`` x ``side`` window with the most
+    protection energy (so the 1:1 crop shows the noise, not an empty sky)."""
+    h, w = d.shape[:2]
+    if h <= side and w <= side:
+        return 0, 0
+    e = np.sum(d.astype(np.float64) ** 2, axis=2)
+    integral = np.zeros((h + 1, w + 1))
+    integral[1:, 1:] = e.cumsum(0).cumsum(1)
+    sh, sw = min(side, h), min(side, w)
+    ys = np.arange(0, h - sh + 1, 8)
+    xs = np.arange(0, w - sw + 1, 8)
+    y, x = np.meshgrid(ys, xs, indexing="ij")
+    sums = integral[y + sh, x + sw] - integral[y, x + sw] - integral[y + sh, x] + integral[y, x]
+    iy, ix = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(ys[iy]), int(xs[ix])
+
+
+def _label(panel: np.ndarray, text: str) -> np.ndarray:
+    bar = np.full((LABEL, panel.shape[1], 3), _BG, np.uint8)
+    cv2.putText(bar, text, (6, LABEL - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.48, (20, 20, 20), 1, cv2.LINE_AA)
+    return np.vstack([bar, panel])
+
+
+def _fit(img: np.ndarray, side: int) -> np.ndarray:
+    """Pad (not scale) a crop to ``side`` x ``side`` on the background colour."""
+    out = np.full((side, side, 3), _BG, np.uint8)
+    h, w = img.shape[:2]
+    out[:h, :w] = img[:side, :side]
+    return out
+
+
+def _thumbnail(img: np.ndarray, side: int, *, reduce=cv2.INTER_AREA) -> tuple[np.ndarray, float]:
+    h, w = img.shape[:2]
+    scale = min(side / h, side / w, 1.0)
+    th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    return cv2.resize(img, (tw, th), interpolation=reduce), scale
+
+
+def _amplified(diff: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(128.0 + AMPLIFY * diff), 0, 255).astype(np.uint8)
+
+
+def _noise_map(d: np.ndarray, side: int) -> np.ndarray:
+    """Where the noise is: |d| max-pooled to a thumbnail (black = none)."""
+    mag = np.abs(d).max(axis=2)
+    h, w = mag.shape
+    k = max(1, math.ceil(max(h, w) / side))
+    ph, pw = (-h) % k, (-w) % k
+    mag = np.pad(mag, ((0, ph), (0, pw)))
+    pooled = mag.reshape(mag.shape[0] // k, k, mag.shape[1] // k, k).max(axis=(1, 3))
+    scale = 255.0 / max(float(pooled.max()), 1.0)
+    return _rgb(np.clip(pooled * scale, 0, 255).astype(np.uint8)[..., None])
+
+
+def _text_panel(lines: Sequence[str], side: int) -> np.ndarray:
+    out = np.full((side, side, 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(out, line, (10, 28 + 24 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1, cv2.LINE_AA)
+    return out
+
+
+def contact_sheet(report: PairReport, original8: np.ndarray, protected8: np.ndarray, *,
+                  panel: int = PANEL) -> np.ndarray:
+    """Two rows of five panels (RGB uint8).
+
+    Top, 1:1 pixels of the window where the protection is strongest:
+    original | protected | difference x10 | after AdverseCleaner | after
+    JPEG 75.  Bottom: the whole image with that window outlined | the
+    figures | where the noise is (whole image) | what is left of the
+    difference after AdverseCleaner, x10 | the same after JPEG 75.
+    ``report`` must have been made with ``keep=SHEET_ATTACKS``.
+    """
+    o, p = _rgb(original8), _rgb(protected8)
+    d = p.astype(np.float32) - o.astype(np.float32)
+    y0, x0 = window_of_interest(d, panel)
+    win = (slice(y0, y0 + panel), slice(x0, x0 + panel))
+    cleaned = {a: _rgb(report.images[a]) for a in SHEET_ATTACKS}
+    left = {a: cleaned[a].astype(np.float32) - _rgb(report.images[a + ":original"]).astype(np.float32)
+            for a in SHEET_ATTACKS}
+    by_name = {a.attack: a for a in report.attacks}
+
+    def surv(a: str) -> str:
+        s = by_name[a].survival if a in by_name else None
+        return "" if s is None else f" (survival {s:.2f})"
+
+    top = [
+        _label(_fit(o[win], panel), "original (1:1 crop)"),
+        _label(_fit(p[win], panel), "protected"),
+        _label(_fit(_amplified(d[win]), panel), "difference x10"),
+        _label(_fit(cleaned["adverse_cleaner"][win], panel), "after AdverseCleaner"),
+        _label(_fit(cleaned["jpeg75"][win], panel), "after JPEG 75"),
+    ]
+    thumb, scale = _thumbnail(o, panel)
+    thumb = thumb.copy()
+    cv2.rectangle(thumb, (int(x0 * scale), int(y0 * scale)),
+                  (int(min(x0 + panel, o.shape[1]) * scale) - 1, int(min(y0 + panel, o.shape[0]) * scale) - 1),
+                  (230, 30, 30), 2)
+    figures = [
+        f"{report.width} x {report.height} px",
+        f"PSNR {report.psnr:.1f} dB",
+        f"SSIM {report.ssim:.4f}",
+        f"SSIMULACRA2 {report.ssimulacra2:.1f}",
+        f"CIEDE2000 mean {report.ciede2000_mean:.2f}",
+        f"CIEDE2000 p99 {report.ciede2000_p99:.2f}",
+        f"window at x={x0}, y={y0}",
+    ]
+    bottom = [
+        _label(_fit(thumb, panel), "whole image"),
+        _label(_text_panel(figures, panel), "figures"),
+        _label(_fit(_noise_map(d, panel), panel), "where the noise is"),
+        _label(_fit(_amplified(left["adverse_cleaner"][win]), panel),
+               f"left after AdverseCleaner x10{surv('adverse_cleaner')}"),
+        _label(_fit(_amplified(left["jpeg75"][win]), panel), f"left after JPEG 75 x10{surv('jpeg75')}"),
+    ]
+    gap = np.full((panel + LABEL, 4, 3), 255, np.uint8)
+
+    def row(panels):
+        parts = []
+        for i, pnl in enumerate(panels):
+            parts += [gap, pnl] if i else [pnl]
+        return np.hstack(parts)
+
+    return np.vstack([row(top), np.full((8, row(top).shape[1], 3), 255, np.uint8), row(bottom)])
+
+
+def sheet_filename(name: str) -> str:
+    """A flat, safe PNG name for a pair's relative path."""
+    safe = "".join(c if (c.isalnum() or c in "-_") else "_" for c in name.replace("/", "__"))
+    return (safe or "image") + ".png"
+
+
+# --------------------------------------------------------------------- HTML
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "&ndash;" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def _bar_chart(values: dict[str, float | None], *, title: str, vmax: float, reference: float | None = None) -> str:
+    """A horizontal SVG bar chart (no scripts, no external files)."""
+    row_h, label_w, bar_w = 22, 170, 360
+    rows = list(values.items())
+    height = row_h * len(rows) + 34
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 70}" height="{height}" '
+           f'role="img" aria-label="{html.escape(title)}">',
+           f'<text x="0" y="14" font-size="13" font-weight="bold">{html.escape(title)}</text>']
+    for i, (name, v) in enumerate(rows):
+        y = 24 + i * row_h
+        out.append(f'<text x="{label_w - 6}" y="{y + 14}" font-size="12" text-anchor="end">{html.escape(name)}</text>')
+        if v is None:
+            out.append(f'<text x="{label_w + 4}" y="{y + 14}" font-size="12" fill="#888">n/a</text>')
+            continue
+        w = max(0.0, min(v / vmax, 1.0)) * bar_w
+        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}" fill="#4a7bd0"/>')
+        out.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 14}" font-size="12">{v:.2f}</text>')
+    if reference is not None:
+        x = label_w + reference / vmax * bar_w
+        out.append(f'<line x1="{x:.1f}" y1="20" x2="{x:.1f}" y2="{height - 6}" stroke="#c33" stroke-dasharray="4 3"/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _attack_table(rows: dict[str, dict[str, float | None]], with_footprint: bool) -> str:
+    head = "<tr><th>attack</th><th>what it does</th><th>correlation</th><th>energy</th><th>survival</th>"
+    head += "<th>footprint</th><th>Gaussian</th><th>ratio</th></tr>" if with_footprint else "</tr>"
+    body = []
+    for name, r in rows.items():
+        cells = [f"<td>{html.escape(name)}</td>", f"<td>{html.escape(ATTACKS[name].summary)}</td>"]
+        cells += [f"<td>{_fmt(r['correlation'])}</td>", f"<td>{_fmt(r['energy'])}</td>",
+                  f"<td>{_fmt(r['survival'])}</td>"]
+        if with_footprint:
+            cells += [f"<td>{_fmt(r['footprint'], '.4f')}</td>", f"<td>{_fmt(r['footprint_gaussian'], '.4f')}</td>",
+                      f"<td>{_fmt(r['footprint_ratio'], '.2f')}</td>"]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return "<table>" + head + "".join(body) + "</table>"
+
+
+_FIELDS = ("correlation", "energy", "survival", "footprint", "footprint_gaussian", "footprint_ratio")
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1960px; }
+table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f2f2f2; } td:first-child, td:nth-child(2) { text-align: left; }
+img.sheet { max-width: 100%; border: 1px solid #ddd; }
+.note { color: #555; font-size: 14px; max-width: 60em; }
+"""
+
+
+def render_html(reports: Sequence[PairReport], sheets: dict[str, str], *, title: str,
+                failures: dict[str, list[str]] | None = None, settings: dict | None = None) -> str:
+    """The ``index.html`` of ``protect verify --report``."""
+    failures = failures or {}
+    with_fp = any(a.footprint_ratio is not None for r in reports for a in r.attacks)
+    medians = {f: median_by_attack(reports, f) for f in _FIELDS}
+    names = list(medians["survival"])
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    parts.append(
+        "<p class='note'>Visibility: PSNR and SSIM (higher = closer), SSIMULACRA2 (100 = identical, "
+        "&ge; 90 visually lossless, 70 high quality), CIEDE2000 (about 1 = just noticeable on flat patches). "
+        "Survival per attack: the fraction of the protection's energy still present, as the protection, after "
+        "the attack (1 = untouched, 0 = removed). Footprint: how far the TAEF2 latent moves, relative to i.i.d. "
+        "Gaussian noise at the same PSNR (ratio 1 = no better than random noise). These are measurements of "
+        "one surrogate and one set of attacks, not a guarantee that a model cannot learn from the image.</p>")
+    if settings:
+        parts.append("<p class='note'>" + html.escape(", ".join(f"{k}: {v}" for k, v in settings.items())) + "</p>")
+    parts.append("<h2>Visibility</h2><table><tr><th>image</th><th>size</th><th>PSNR dB</th><th>SSIM</th>"
+                 "<th>SSIMULACRA2</th><th>CIEDE2000 mean</th><th>CIEDE2000 p99</th><th>verdict</th></tr>")
+    for r in reports:
+        verdict = "; ".join(failures.get(r.name, [])) or "ok"
+        parts.append(f"<tr><td><a href='#{html.escape(sheet_filename(r.name))}'>{html.escape(r.name)}</a></td>"
+                     f"<td>{r.width}&times;{r.height}</td><td>{_fmt(r.psnr, '.2f')}</td><td>{_fmt(r.ssim, '.4f')}</td>"
+                     f"<td>{_fmt(r.ssimulacra2, '.2f')}</td><td>{_fmt(r.ciede2000_mean, '.2f')}</td>"
+                     f"<td>{_fmt(r.ciede2000_p99, '.2f')}</td><td>{html.escape(verdict)}</td></tr>")
+    parts.append("</table>")
+    label = "median over images" if len(reports) > 1 else "this image"
+    parts.append(f"<h2>Survival per attack ({label})</h2>")
+    parts.append(_bar_chart({n: medians["survival"][n] for n in names}, title="survival (1 = all of it)", vmax=1.0))
+    if with_fp:
+        vmax = max([v for v in medians["footprint_ratio"].values() if v is not None] + [2.0])
+        parts.append(_bar_chart({n: medians["footprint_ratio"][n] for n in names},
+                                title="latent footprint / Gaussian noise (red line = 1)", vmax=vmax, reference=1.0))
+    else:
+        notes = sorted({r.footprint_note for r in reports if r.footprint_note})
+        parts.append("<p class='note'>Latent footprint: skipped (" + html.escape("; ".join(notes) or "not requested")
+                     + ").</p>")
+    parts.append(_attack_table({n: {f: medians[f][n] for f in _FIELDS} for n in names}, with_fp))
+    parts.append("<h2>Images</h2>")
+    for r in reports:
+        anchor = html.escape(sheet_filename(r.name))
+        parts.append(f"<h3 id='{anchor}'>{html.escape(r.name)}</h3>")
+        if r.name in sheets:
+            parts.append(f"<a href='{html.escape(sheets[r.name])}'><img class='sheet' src='{html.escape(sheets[r.name])}' "
+                         f"alt='contact sheet of {html.escape(r.name)}'></a>")
+        rows = {a.attack: {f: getattr(a, f) for f in _FIELDS} for a in r.attacks}
+        parts.append(_attack_table(rows, with_fp))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
