@@ -1,0 +1,42 @@
+"""benchmarks/robustness.py: the threshold check fails on a regression and names it."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import robustness  # noqa: E402
+
+
+def test_check_names_each_figure_beyond_its_threshold():
+    summary = {"psnr_median": 41.0, "png_growth_median": 1.2,
+               "survival_median": {"jpeg75": 0.2, "blur1": 0.05, "none": None}}
+    limits = {"psnr_median_min": 40.0, "png_growth_median_max": 1.1,
+              "survival_median_min": {"jpeg75": 0.5, "blur1": 0.03, "none": 0.99}, "ssimulacra2_median_min": 85}
+    misses = robustness.check(summary, limits)
+    assert misses == ["png_growth_median_max: 1.200 > 1.1", "survival_median_min.jpeg75: 0.200 < 0.5",
+                      "survival_median_min.none: not measured (threshold 0.99)",
+                      "ssimulacra2_median_min: not measured (threshold 85)"]
+
+
+def test_thresholds_file_has_both_modes_and_committed_full_result_meets_it():
+    limits = tomllib.loads((ROOT / "benchmarks" / "thresholds.toml").read_text())
+    assert set(limits) == {"quick", "full"}
+    import json
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "latest.json").read_text())
+    assert result["meta"]["mode"] == "full"
+    assert robustness.check(result["summary"], limits["full"]) == []
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_every_attack_is_gated(mode):
+    from protect.declutter import attack_names
+
+    limits = tomllib.loads((ROOT / "benchmarks" / "thresholds.toml").read_text())[mode]
+    assert set(limits["survival_median_min"]) == set(attack_names())
