@@ -1,0 +1,98 @@
+"""The drag-and-drop entry (cli/protect_dragdrop.py), run as a script, and its frozen build.
+
+The build test is marked slow: it needs PyInstaller (``pip install -e ".[freeze]"``)
+and takes a few minutes; run it with ``python -m pytest -m slow tests/test_dragdrop.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY = ROOT / "cli" / "protect_dragdrop.py"
+SAMPLES = ROOT / "samples"
+
+
+def _env(tmp_path, **extra):
+    env = dict(os.environ)
+    env.update(PROTECT_CONFIG_DIR=str(tmp_path / "cfg"), PROTECT_CACHE_DIR=str(tmp_path / "cache"),
+               PROTECT_NO_PAUSE="1", PYTHONPATH=str(ROOT / "src"))
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.update(extra)
+    return env
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+
+def _check_outputs(cmd: list[str], tmp_path: Path, env: dict) -> subprocess.CompletedProcess:
+    art = tmp_path / "art"
+    shutil.copytree(SAMPLES, art, ignore=shutil.ignore_patterns("*.py"))
+    before = _digests(art)
+    res = subprocess.run([*cmd, str(art)], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Done. 8 picture(s) protected" in res.stdout
+    assert sorted(p.name for p in (tmp_path / "art_protected").iterdir()) == sorted(before)
+    assert _digests(art) == before  # originals untouched
+    return res
+
+
+def test_no_arguments_explains_usage(tmp_path):
+    res = subprocess.run([sys.executable, str(ENTRY)], env=_env(tmp_path), capture_output=True, text=True)
+    assert res.returncode == 2 and "drag pictures" in res.stdout
+
+
+def test_drop_folder_protects_it_originals_untouched(tmp_path):
+    res = _check_outputs([sys.executable, str(ENTRY)], tmp_path, _env(tmp_path))
+    assert "strength 0.4" in res.stdout
+    # the numba cache went to the per-user cache folder, not next to the sources
+    assert any((tmp_path / "cache" / "numba").rglob("*.nbi"))
+
+
+def test_settings_file_is_read(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "cli"))
+    try:
+        import protect_dragdrop as dd
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "protect.toml").write_text('strength = 0.2\nformat = "png"\ncolour = "red"\n')
+    settings, problem = dd.load_settings(tmp_path)
+    assert settings["strength"] == 0.2 and settings["format"] == "png"
+    assert "colour" in problem
+    (tmp_path / "protect.toml").write_text("strength = = 1")
+    settings, problem = dd.load_settings(tmp_path)
+    assert settings["strength"] == 0.4 and "could not be read" in problem
+
+
+@pytest.mark.slow
+def test_frozen_app_builds_and_protects_samples(tmp_path):
+    pytest.importorskip("PyInstaller")
+    dist = tmp_path / "dist"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "cli" / "build.py"), "--dist", str(dist),
+                    "--work", str(tmp_path / "work")], check=True, capture_output=True, timeout=1200)
+    exe = dist / "protect-app" / ("protect-app.exe" if sys.platform == "win32" else "protect-app")
+    size = sum(p.stat().st_size for p in exe.parent.rglob("*") if p.is_file() and not p.is_symlink())
+    env = _env(tmp_path, XDG_CACHE_HOME=str(tmp_path / "xdg"))  # numba's per-user cache goes here
+    env.pop("PYTHONPATH")
+    t1 = time.perf_counter()
+    _check_outputs([str(exe)], tmp_path, env)
+    first = time.perf_counter() - t1
+    shutil.rmtree(tmp_path / "art")
+    shutil.rmtree(tmp_path / "art_protected")
+    t2 = time.perf_counter()
+    _check_outputs([str(exe)], tmp_path, env)
+    cached = time.perf_counter() - t2
+    print(f"\nbuild {t1 - t0:.0f} s, bundle {size / 1e6:.0f} MB, samples: first run {first:.1f} s, "
+          f"cached {cached:.1f} s")
+    assert any((tmp_path / "xdg").rglob("*.nbi")) or sys.platform != "linux"
+    assert cached < first
