@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cv2  # noqa: E402
-from speed import illustration  # noqa: E402
+from speed import illustration, median_time  # noqa: E402
 
 from protect import Settings, protect_image  # noqa: E402
 from protect.declutter import ATTACKS, apply_attack  # noqa: E402
@@ -36,12 +36,14 @@ from protect.verify import verify_pair  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    """Median of ``repeat`` runs (the warm-up run is done by the caller once)."""
+    return median_time(fn, repeat) if repeat > 1 else _once(fn)
+
+
+def _once(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def main() -> None:
