@@ -111,3 +111,27 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
                 mb = bp[y:y + 2 * r + 1, x:x + 2 * r + 1].mean()
                 out[y, x, c] = ma @ guide[y, x] + mb
     return out
+
+
+def embed_tile(src: np.ndarray, tile: np.ndarray, gain: np.ndarray, maxval: int) -> np.ndarray:
+    """The watermark tile repeated over the image, times the gain, added to every channel."""
+    h, w, _ = src.shape
+    t = tile.shape[0]
+    reps = tile[np.arange(h)[:, None] % t, np.arange(w)[None, :] % t]
+    v = src.astype(np.float64) + (reps.astype(np.float32) * gain.astype(np.float32)).astype(np.float32)[..., None]
+    return np.clip(np.floor(v + 0.5), 0, maxval).astype(src.dtype)
+
+
+def fold(residual: np.ndarray, a: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of ``residual`` per nearest tile position (u, v) = a @ (x, y), modulo ``period``."""
+    h, w = residual.shape
+    y, x = np.mgrid[0:h, 0:w]
+    u = a[0, 0] * x + a[0, 1] * y
+    v = a[1, 0] * x + a[1, 1] * y
+    iu = np.floor(np.mod(u, period) + 0.5).astype(np.int64) % period
+    iv = np.floor(np.mod(v, period) + 0.5).astype(np.int64) % period
+    sums = np.zeros((period, period))
+    counts = np.zeros((period, period), np.int64)
+    np.add.at(sums, (iv, iu), residual)
+    np.add.at(counts, (iv, iu), 1)
+    return sums, counts

@@ -305,3 +305,36 @@ def test_declutter_one_attack_to_file_and_all_to_folder(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     res = run("declutter", tmp_path / "bad.png", tmp_path / "y.png", "--attack", "jpeg75")
     assert res.exit_code == 1 and "bad.png" in res.output and not (tmp_path / "y.png").exists()
+
+
+# ------------------------------------------------------------ watermark CLI
+
+
+def test_mark_then_detect_with_and_without_the_key(tmp_path):
+    shutil.copy(SAMPLES / "cel_flat_fills.png", tmp_path / "cel.png")
+    res = run(tmp_path / "cel.png", "--key", "k1", "--mark", "ann_art", "--json", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r.json").read_text())["files"][0]["psnr"] > 38
+    res = run("detect", tmp_path / "cel_protected.png", tmp_path / "cel.png", "--key", "k1",
+              "--json", tmp_path / "d.json")
+    assert res.exit_code == 0
+    lines = res.stdout.strip().splitlines()
+    assert 'found "ann_art"' in lines[0] and "not found" in lines[1]
+    data = json.loads((tmp_path / "d.json").read_text())["files"]
+    assert data[0]["payload_text"] == "ann_art" and data[0]["payload_hex"] == "616e6e5f61727400"
+    assert data[1]["found"] is False and data[1]["payload_hex"] is None
+    res = run("detect", tmp_path / "cel_protected.png", "--key", "other")
+    assert res.exit_code == 0 and "not found" in res.stdout
+
+
+def test_mark_options_are_validated(tmp_path):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    assert run(tmp_path / "a.png", "--mark", "far too long").exit_code == 2
+    assert run(tmp_path / "a.png", "--mark-hex", "zz").exit_code == 2
+    assert run(tmp_path / "a.png", "--mark", "a", "--mark-hex", "0011223344556677").exit_code == 2
+    # detect needs a key: without one (and no key file) it says so instead of inventing one
+    res = run("detect", tmp_path / "a.png")
+    assert res.exit_code == 2 and "no key" in res.output
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    res = run("detect", tmp_path / "bad.png", "--key", "k")
+    assert res.exit_code == 1 and "bad.png" in res.output

@@ -90,12 +90,17 @@ def run(
                                              help="Write per-file results (status, sizes, PSNR, time) here."),
     verify: bool = typer.Option(False, "--verify", help="Also measure SSIMULACRA2 of each output (slower)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only."),
+    mark: Optional[str] = typer.Option(None, "--mark",
+                                       help="Add an invisible watermark carrying this text (1-8 ASCII characters, "
+                                            "e.g. your handle); read it back with protect detect."),
+    mark_hex: Optional[str] = typer.Option(None, "--mark-hex", help="The same with a 64-bit payload in hex."),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
     try:
         out_format = pio.normalise_format(fmt) if fmt else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--format") from None
+    payload = _payload(mark, mark_hex)
     resolved = resolve_key(key)
     if resolved.created is not None and not quiet:
         _err(f"protect: created your secret key at {resolved.created} (keep it private; back it up)")
@@ -105,6 +110,7 @@ def run(
         jpeg_quality=jpeg_quality,
         max_pixels=max_pixels,
         verify=verify,
+        mark=payload,
     )
     jobs = list(discover(paths, out=out, fmt=out_format, mask=mask))
     n_workers = workers or default_workers()
@@ -133,6 +139,65 @@ def run(
             _err("protect: no images found")
         _err(f"protect: {report.summary()}")
     raise typer.Exit(report.exit_code)
+
+
+def _payload(mark: Optional[str], mark_hex: Optional[str]) -> Optional[bytes]:
+    from .watermark import payload_from_hex, payload_from_text
+
+    if mark is not None and mark_hex is not None:
+        raise typer.BadParameter("give --mark or --mark-hex, not both", param_hint="--mark")
+    try:
+        if mark is not None:
+            return payload_from_text(mark)
+        if mark_hex is not None:
+            return payload_from_hex(mark_hex)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--mark/--mark-hex") from None
+    return None
+
+
+@app.command("detect")
+def detect(
+    files: list[Path] = typer.Argument(..., exists=True, help="Images (or folders of images) to check."),
+    key: Optional[str] = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
+                                      help="The key the mark was made with (default: your key file)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write the results here."),
+) -> None:
+    """Look for protect's invisible watermark and print its payload.
+
+    Exit codes: 0 every file was read (found or not), 1 a file could not be read, 2 usage error.
+    """
+    from .batch import _walk_images, describe_error
+    from .watermark import Z_THRESHOLD, detect_mark, payload_text
+
+    resolved = resolve_key(key, create=False)
+    if resolved is None:
+        _err("error: no key given and no key file exists; pass --key")
+        raise typer.Exit(2)
+    paths = [p for f in files for p in (_walk_images(f, None) if f.is_dir() else [f])]
+    rows, failed = [], 0
+    for path in paths:
+        try:
+            img = pio.read_image(path)
+            fr = img.frames[0]
+            det = detect_mark(fr.pixels, resolved.key, alpha=fr.alpha)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+            failed += 1
+            _err(f"error: {path}: {describe_error(exc)}")
+            continue
+        rows.append({"file": str(path), **det.to_json()})
+        if det.found:
+            text = payload_text(det.payload)
+            shown = f'"{text}"' if text is not None else det.payload.hex()
+            fp = det.p_value * 2.0**-16  # sync peak and checksum both matching by chance
+            typer.echo(f"{path}: found {shown} (hex {det.payload.hex()}; chance of a false detection "
+                       f"{'< 1e-12' if fp < 1e-12 else f'{fp:.1e}'}; scale {det.scale:.2f}, rotation "
+                       f"{det.angle:+.1f} deg)")
+        else:
+            typer.echo(f"{path}: not found (sync z = {det.z:.1f}, needs >= {Z_THRESHOLD:g} and a valid checksum)")
+    if json_path is not None:
+        pio.atomic_write_bytes(json_path, (json.dumps({"files": rows, "failed": failed}, indent=2) + "\n").encode())
+    raise typer.Exit(1 if failed else 0)
 
 
 def _parse_attacks(spec: Optional[str]) -> Optional[list[str]]:

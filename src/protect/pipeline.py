@@ -165,6 +165,21 @@ def _check_weight(weight: np.ndarray | None, shape: tuple[int, int], name: str) 
     return weight
 
 
+def perceptual_mask(pixels: np.ndarray) -> np.ndarray:
+    """The texture/luminance masking weight in [0, 1] that places protect's noise,
+    for a whole (H, W, C) uint8/uint16 image (the watermark's gain uses it too)."""
+    h, w, _ = pixels.shape
+    maxval = 255 if pixels.dtype == np.uint8 else 65535
+    lum = np.empty((h, w), np.float32)
+    perturb.luminance_kernel(np.ascontiguousarray(pixels), np.float32(255.0 / maxval), lum)
+    out = np.empty((h, w), np.float32)
+    perturb.perceptual_mask_kernel(
+        lum, MASK_RADIUS, np.float32(MASK_T_LOW), np.float32(MASK_T_HIGH), np.float32(MASK_G_T),
+        np.float32(MASK_D_LOW), np.float32(MASK_D_HIGH), np.float32(MASK_DARK), 0, out,
+    )
+    return out
+
+
 def perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out) -> int:
     """Run the kernels over horizontal stripes; return how many pixels got weight > 0.1.
 

@@ -54,8 +54,9 @@ def key_file() -> Path:
     return config_dir() / "key"
 
 
-def resolve_key(option: str | None = None) -> ResolvedKey:
-    """Find the artist key (see the module docstring); create one if needed."""
+def resolve_key(option: str | None = None, *, create: bool = True) -> ResolvedKey | None:
+    """Find the artist key (see the module docstring); create one if needed
+    (with ``create=False``, return None instead)."""
     if option:
         return ResolvedKey(option, "option")
     env = os.environ.get(KEY_ENV)
@@ -65,7 +66,8 @@ def resolve_key(option: str | None = None) -> ResolvedKey:
     try:
         return ResolvedKey(path.read_text(encoding="utf-8").strip(), "key file")
     except FileNotFoundError:
-        pass
+        if not create:
+            return None
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(32)
     try:

@@ -1,0 +1,155 @@
+"""The invisible watermark: coding, kernels against references, round trips, false positives."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from conftest import textured
+
+import reference as ref
+from protect import watermark as wm
+from protect.declutter import apply_attack
+from protect.kernels import watermark as wk
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "samples"
+PAYLOAD = wm.payload_from_text("ann_art")
+
+
+def test_payload_parsing():
+    assert wm.payload_from_text("abc") == b"abc\0\0\0\0\0"
+    assert wm.payload_from_hex("0011223344556677") == bytes.fromhex("0011223344556677")
+    assert wm.payload_text(b"abc\0\0\0\0\0") == "abc" and wm.payload_text(bytes(range(8))) is None
+    for bad in ("", "nine char", "é"):
+        with pytest.raises(ValueError):
+            wm.payload_from_text(bad)
+    with pytest.raises(ValueError):
+        wm.payload_from_hex("00112233")
+
+
+def test_crc16_check_value():
+    # the standard check value of CRC-16/CCITT-FALSE over "123456789"
+    assert wm.crc16(b"123456789") == 0x29B1
+
+
+def test_convolutional_code_impulse_response_and_viterbi():
+    coded = wm.conv_encode(np.array([1], np.uint8))
+    # an impulse walks through the register: the output pairs are the generator taps, MSB first
+    taps0 = [(wm.G0 >> (wm.K - 1 - i)) & 1 for i in range(wm.K)]
+    taps1 = [(wm.G1 >> (wm.K - 1 - i)) & 1 for i in range(wm.K)]
+    assert coded[0::2].tolist() == taps0 and coded[1::2].tolist() == taps1
+    rng = np.random.default_rng(1)
+    bits = rng.integers(0, 2, 80).astype(np.uint8)
+    symbols = 1.0 - 2.0 * wm.conv_encode(bits)
+    assert np.array_equal(wm.viterbi_decode(symbols, 80), bits)
+    flips = rng.choice(len(symbols), 10, replace=False)  # ~6 % hard errors, spread out
+    noisy = symbols.copy()
+    noisy[flips] *= -1
+    assert np.array_equal(wm.viterbi_decode(noisy, 80), bits)
+
+
+def test_kernels_match_references():
+    rng = np.random.default_rng(2)
+    src = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    tile = rng.normal(size=(16, 16)).astype(np.float32)
+    gain = rng.uniform(0, 4, (37, 53)).astype(np.float32)
+    out = np.empty_like(src)
+    wk.embed_tile_kernel(src, tile, gain, 255, out)
+    np.testing.assert_array_equal(out, ref.embed_tile(src, tile, gain, 255))
+    r = rng.normal(size=(41, 39)).astype(np.float32)
+    a = np.linalg.inv(np.array([[math.cos(0.03), -math.sin(0.03)], [math.sin(0.03), math.cos(0.03)]]) * 0.8)
+    sums = np.zeros((16, 16))
+    counts = np.zeros((16, 16), np.int64)
+    wk.fold_kernel(r, a[0, 0], a[0, 1], a[1, 0], a[1, 1], 16, sums, counts)
+    want_s, want_c = ref.fold(r, a, 16)
+    np.testing.assert_array_equal(counts, want_c)
+    np.testing.assert_allclose(sums, want_s, atol=1e-9)
+
+
+def _art() -> np.ndarray:
+    """Flat fills, outlines and a textured patch, 512 x 512: the kind of art the mark must survive on."""
+    from protect import io as pio
+
+    return pio.read_image(SAMPLES / "cel_flat_fills.png").frames[0].pixels
+
+
+def _rotate(img, deg):
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _crop_half_area(img):
+    h, w = img.shape[:2]
+    ch, cw = round(h * 0.7071), round(w * 0.7071)
+    return np.ascontiguousarray(img[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
+
+
+def _resize(img, f):
+    h, w = img.shape[:2]
+    return cv2.resize(img, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+
+
+# The attacks this mark survives on this flat-colour sample (benchmarks/watermark.py has the full
+# per-attack table, including those it does not survive: JPEG 50 and WebP 80 on flat art, AdverseCleaner).
+ROUND_TRIPS = {
+    "none": lambda x: x,
+    "resize_half": lambda x: apply_attack("resize_half", x),
+    "resize_0.75": lambda x: _resize(x, 0.75),
+    "crop_half_area": _crop_half_area,
+    "rotate_2deg": lambda x: _rotate(x, 2.0),
+    "noisy_upscale": lambda x: apply_attack("noisy_upscale", x, seed=3),
+    "repost": lambda x: apply_attack("repost", x),
+    "brightness_1.2": lambda x: np.clip(x.astype(np.float32) * 1.2, 0, 255).astype(np.uint8),
+}
+
+
+@pytest.fixture(scope="module")
+def marked():
+    img = _art()
+    return img, wm.embed_mark(img, PAYLOAD, "artist key")
+
+
+@pytest.mark.parametrize("attack", list(ROUND_TRIPS))
+def test_round_trip_recovers_exact_payload(marked, attack):
+    _, m = marked
+    det = wm.detect_mark(np.ascontiguousarray(ROUND_TRIPS[attack](m)), "artist key")
+    assert det.found and det.payload == PAYLOAD and det.crc_ok, det
+    assert det.p_value < 1e-6
+
+
+def test_wrong_key_and_unmarked_say_not_found(marked):
+    img, m = marked
+    for pixels, key in ((m, "another key"), (img, "artist key"), (textured(300, 300, seed=4), "artist key")):
+        det = wm.detect_mark(pixels, key)
+        assert not det.found and det.payload is None and det.z < wm.Z_THRESHOLD
+
+
+def test_mark_is_luminance_only_keeps_alpha_zero_pixels_dtype_and_grey():
+    img = textured(160, 200, seed=7)
+    alpha = np.full((160, 200), 255, np.uint8)
+    alpha[:, :50] = 0
+    m = wm.embed_mark(img, PAYLOAD, "k", alpha=alpha)
+    assert np.array_equal(m[:, :50], img[:, :50])
+    d = m.astype(int) - img
+    unclipped = (img > 5).all(axis=2) & (img < 250).all(axis=2)
+    assert (d[..., 0] == d[..., 1])[unclipped].mean() > 0.99  # the same change on every channel
+    grey = wm.embed_mark(img[..., :1], PAYLOAD, "k")
+    assert grey.shape == (160, 200, 1) and grey.dtype == np.uint8
+    wide = wm.embed_mark(img.astype(np.uint16) * 257, PAYLOAD, "k")
+    assert wide.dtype == np.uint16
+    wide_change = np.abs(wide.astype(float) / 257 - img).mean()
+    assert 0.7 < wide_change / np.abs(d).mean() < 1.3  # the same mark, without 8-bit rounding
+    assert 20 * math.log10(255 / np.sqrt(np.mean(d.astype(float) ** 2))) > 42
+
+
+def test_bad_arguments():
+    img = textured(64, 64)
+    with pytest.raises(ValueError):
+        wm.embed_mark(img, b"short", "k")
+    with pytest.raises(ValueError):
+        wm.embed_mark(img, PAYLOAD, "")
+    with pytest.raises(ValueError):
+        wm.detect_mark(img[..., :2], "k")
