@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from . import __version__
 from . import io as pio
 from .kernels import stats
 from .pipeline import ALGORITHM, Settings, protect_image
+from .metadata import MetadataSettings, authorship_exif, optout_xmp
 from .watermark import embed_mark
 from .userdirs import cache_dir
 
@@ -66,6 +67,7 @@ class Options:
     max_pixels: int | None = pio.DEFAULT_MAX_PIXELS
     verify: bool = False
     mark: bytes | None = None  # 8-byte payload of the invisible watermark, or None
+    metadata: MetadataSettings = MetadataSettings()  # opt-out XMP (on by default), author, copyright
 
     def fingerprint(self, mask: Path | None) -> str:
         """Digest of every setting that changes the output bytes.
@@ -80,7 +82,8 @@ class Options:
             mask_id = [str(mask), st.st_size, st.st_mtime_ns]
         payload = json.dumps(
             [__version__, ALGORITHM, self.settings.strength, key_id, self.format, self.jpeg_quality, mask_id,
-             self.mark.hex() if self.mark is not None else None]
+             self.mark.hex() if self.mark is not None else None,
+             [self.metadata.opt_out, self.metadata.author, self.metadata.copyright]]
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
@@ -102,6 +105,7 @@ class FileResult:
     height: int | None = None
     frames: int | None = None
     seconds: float | None = None
+    note: str | None = None  # something the user should know about an output that was written
 
 
 @dataclass
@@ -312,6 +316,14 @@ class State:
 # ---------------------------------------------------------------- processing
 
 
+def _with_metadata(img: pio.ImageFile, settings: MetadataSettings) -> tuple[pio.ImageFile, str | None]:
+    """``img`` with the opt-out XMP and authorship EXIF merged into what it had."""
+    xmp, replaced = optout_xmp(img.xmp, settings)
+    exif = authorship_exif(img.exif, settings)
+    note = "its XMP could not be parsed and was replaced" if replaced else None
+    return replace(img, xmp=xmp, exif=exif), note
+
+
 def _psnr_of(a: np.ndarray, b: np.ndarray) -> float:
     sse, _ = stats.diff_stats_kernel(a, b)
     if sse == 0:
@@ -357,8 +369,10 @@ def protect_file(job: Job, options: Options) -> FileResult:
                 scores.append(ssimulacra2(fr.pixels, out, data_range=255 if out.dtype == np.uint8 else 65535,
                                           alpha=fr.alpha))
             frames.append(pio.Frame(out, fr.alpha, fr.duration))
-        res.out_bytes = pio.write_image(job.dst, pio.with_frames(img, frames), format=options.format,
-                                        jpeg_quality=options.jpeg_quality)
+        out_img = pio.with_frames(img, frames)
+        if options.metadata.active:
+            out_img, res.note = _with_metadata(out_img, options.metadata)
+        res.out_bytes = pio.write_image(job.dst, out_img, format=options.format, jpeg_quality=options.jpeg_quality)
         res.size_ratio = round(res.out_bytes / res.in_bytes, 4) if res.in_bytes else None
         res.psnr = round(worst_psnr, 2) if np.isfinite(worst_psnr) else None
         res.ssimulacra2 = round(min(scores), 2) if scores else None

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 from . import __version__
 from . import io as pio
 from .batch import Options, default_workers, discover, run_batch, warm_jit
+from .metadata import MetadataSettings
 from .pipeline import Settings
 from .userdirs import KEY_ENV, resolve_key
 
@@ -94,6 +95,11 @@ def run(
                                        help="Add an invisible watermark carrying this text (1-8 ASCII characters, "
                                             "e.g. your handle); read it back with protect detect."),
     mark_hex: Optional[str] = typer.Option(None, "--mark-hex", help="The same with a 64-bit payload in hex."),
+    no_metadata: bool = typer.Option(False, "--no-metadata",
+                                     help="Do not add the AI-training opt-out (XMP plus:DataMining) to outputs."),
+    author: Optional[str] = typer.Option(None, "--author", help="Creator name for XMP dc:creator and EXIF Artist."),
+    copyright_: Optional[str] = typer.Option(None, "--copyright",
+                                             help="Copyright notice for XMP dc:rights and EXIF Copyright."),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
     try:
@@ -111,6 +117,7 @@ def run(
         max_pixels=max_pixels,
         verify=verify,
         mark=payload,
+        metadata=MetadataSettings(opt_out=not no_metadata, author=author or None, copyright=copyright_ or None),
     )
     jobs = list(discover(paths, out=out, fmt=out_format, mask=mask))
     n_workers = workers or default_workers()
@@ -124,6 +131,8 @@ def run(
     def on_result(r) -> None:
         if r.status == "failed":
             _err(f"error: {r.src}: {r.reason}")
+        elif r.note and not quiet:
+            _err(f"note: {r.src}: {r.note}")
         elif r.status == "would protect" and not quiet:
             _err(f"would protect {r.src} -> {r.dst}")
 

@@ -70,6 +70,7 @@ _ANIMATED_FORMATS = {"WEBP", "GIF"}
 
 #: Suffix of the temporary files of atomic writes (never picked up as inputs).
 TEMP_SUFFIX = ".protect-tmp"
+PNG_XMP_KEY = "XML:com.adobe.xmp"
 
 _ORIENTATION = 0x0112
 _UMASK = os.umask(0)
@@ -393,9 +394,18 @@ def _png_metadata_chunks(img: ImageFile) -> list[tuple[bytes, bytes]]:
     if img.exif:
         raw = img.exif[6:] if img.exif.startswith(b"Exif\x00\x00") else img.exif
         chunks.append((b"eXIf", raw))
-    for k, v in img.text.items():
+    for k, v in _png_text(img).items():
         chunks.append((b"iTXt", k.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + v.encode("utf-8")))
     return chunks
+
+
+def _png_text(img: ImageFile) -> dict[str, str]:
+    """PNG text chunks, with the XMP packet as the ``XML:com.adobe.xmp`` iTXt chunk
+    (Pillow ignores ``xmp=`` for PNG)."""
+    text = dict(img.text)
+    if img.xmp:
+        text[PNG_XMP_KEY] = img.xmp.decode("utf-8", "replace")
+    return text
 
 
 def _encode_png16(img: ImageFile) -> bytes:
@@ -448,7 +458,7 @@ def encode_image(img: ImageFile, *, format: str | None = None, jpeg_quality: int
         from PIL.PngImagePlugin import PngInfo
 
         info = PngInfo()
-        for k, v in img.text.items():
+        for k, v in _png_text(img).items():
             info.add_itxt(k, v)
         opts["pnginfo"] = info
     elif fmt == "TIFF":
