@@ -37,6 +37,7 @@ from . import io as pio
 from .kernels import stats
 from .pipeline import ALGORITHM, Settings, protect_image
 from .metadata import MetadataSettings, authorship_exif, optout_xmp
+from .visible import VisibleMark, apply_visible
 from .watermark import embed_mark
 from .userdirs import cache_dir
 
@@ -68,6 +69,7 @@ class Options:
     verify: bool = False
     mark: bytes | None = None  # 8-byte payload of the invisible watermark, or None
     metadata: MetadataSettings = MetadataSettings()  # opt-out XMP (on by default), author, copyright
+    visible: VisibleMark | None = None  # a visible signature or logo, drawn before the noise
 
     def fingerprint(self, mask: Path | None) -> str:
         """Digest of every setting that changes the output bytes.
@@ -83,7 +85,8 @@ class Options:
         payload = json.dumps(
             [__version__, ALGORITHM, self.settings.strength, key_id, self.format, self.jpeg_quality, mask_id,
              self.mark.hex() if self.mark is not None else None,
-             [self.metadata.opt_out, self.metadata.author, self.metadata.copyright]]
+             [self.metadata.opt_out, self.metadata.author, self.metadata.copyright],
+             _visible_id(self.visible)]
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
@@ -316,6 +319,13 @@ class State:
 # ---------------------------------------------------------------- processing
 
 
+def _visible_id(mark: VisibleMark | None) -> list | None:
+    if mark is None:
+        return None
+    logo = hashlib.sha256(mark.logo.tobytes()).hexdigest()[:16] if mark.logo is not None else None
+    return [mark.text, logo, mark.position, mark.opacity, mark.scale]
+
+
 def _with_metadata(img: pio.ImageFile, settings: MetadataSettings) -> tuple[pio.ImageFile, str | None]:
     """``img`` with the opt-out XMP and authorship EXIF merged into what it had."""
     xmp, replaced = optout_xmp(img.xmp, settings)
@@ -358,7 +368,8 @@ def protect_file(job: Job, options: Options) -> FileResult:
         worst_psnr = float("inf")
         scores = []
         for fr in img.frames:
-            out, rep = protect_image(fr.pixels, options.settings, alpha=fr.alpha, region=region)
+            base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha)
+            out, rep = protect_image(base, options.settings, alpha=fr.alpha, region=region)
             if options.mark is not None:
                 out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
                 rep.psnr = _psnr_of(fr.pixels, out)

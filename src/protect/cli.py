@@ -100,6 +100,14 @@ def run(
     author: Optional[str] = typer.Option(None, "--author", help="Creator name for XMP dc:creator and EXIF Artist."),
     copyright_: Optional[str] = typer.Option(None, "--copyright",
                                              help="Copyright notice for XMP dc:rights and EXIF Copyright."),
+    visible_text: Optional[str] = typer.Option(None, "--visible", help="Draw this text as a visible signature."),
+    visible_image: Optional[Path] = typer.Option(None, "--visible-image", exists=True, dir_okay=False,
+                                                 help="Draw this logo (its transparency is used) instead."),
+    visible_position: str = typer.Option("bottom-right", "--visible-position",
+                                         help="bottom-right, bottom-left, top-right, top-left, center or tiled."),
+    visible_opacity: float = typer.Option(0.5, "--visible-opacity", min=0.01, max=1.0),
+    visible_scale: float = typer.Option(0.05, "--visible-scale", min=0.005, max=1.0,
+                                        help="Text height / logo width as a fraction of the shorter side."),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
     try:
@@ -107,6 +115,7 @@ def run(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--format") from None
     payload = _payload(mark, mark_hex)
+    visible_mark = _visible(visible_text, visible_image, visible_position, visible_opacity, visible_scale)
     resolved = resolve_key(key)
     if resolved.created is not None and not quiet:
         _err(f"protect: created your secret key at {resolved.created} (keep it private; back it up)")
@@ -118,6 +127,7 @@ def run(
         verify=verify,
         mark=payload,
         metadata=MetadataSettings(opt_out=not no_metadata, author=author or None, copyright=copyright_ or None),
+        visible=visible_mark,
     )
     jobs = list(discover(paths, out=out, fmt=out_format, mask=mask))
     n_workers = workers or default_workers()
@@ -148,6 +158,27 @@ def run(
             _err("protect: no images found")
         _err(f"protect: {report.summary()}")
     raise typer.Exit(report.exit_code)
+
+
+def _visible(text, image, position, opacity, scale):
+    from .visible import VisibleMark
+
+    if text is None and image is None:
+        return None
+    if text is not None and image is not None:
+        raise typer.BadParameter("give --visible or --visible-image, not both", param_hint="--visible")
+    logo = None
+    if image is not None:
+        try:
+            fr = pio.read_image(image).frames[0]
+        except pio.InputError as exc:
+            raise typer.BadParameter(f"{image}: {exc}", param_hint="--visible-image") from None
+        px = fr.pixels if fr.pixels.shape[2] == 3 else np.repeat(fr.pixels, 3, axis=2)
+        logo = px if fr.alpha is None else np.dstack([px, fr.alpha])
+    try:
+        return VisibleMark(text=text, logo=logo, position=position, opacity=opacity, scale=scale)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--visible") from None
 
 
 def _payload(mark: Optional[str], mark_hex: Optional[str]) -> Optional[bytes]:
