@@ -36,6 +36,7 @@ key) the correlation at each shift is approximately standard normal, so the
 chance that any of the ``n`` shifts and lattice candidates tried reaches
 ``z`` is at most ``n * Q(z)`` (Bonferroni); with ``n = 2 * 128^2`` and
 ``Z_THRESHOLD = 6.5
+RANK_CROP = 1024  # side of the centre crop on which lattice candidates are ranked
 LATTICE_CANDIDATES = 4  # lattices from the autocorrelation tried besides "unchanged"
 VARIANCE_FLOOR = 0.5  # levels^2: rounding and mild compression noise`` that is 1.3e-6, and the CRC must also match (2^-16),
 so the modelled false-positive rate is about 2e-11 per image.
@@ -76,6 +77,7 @@ REFERENCE_FRACTION = 0.25
 MARK_AMPLITUDE = 2.0  # peak gain in code values (8-bit) in textured areas
 FLAT_GAIN = 0.3  # fraction of it on flat colour
 Z_THRESHOLD = 6.5
+RANK_CROP = 1024  # side of the centre crop on which lattice candidates are ranked
 LATTICE_CANDIDATES = 4  # lattices from the autocorrelation tried besides "unchanged"
 VARIANCE_FLOOR = 0.5  # levels^2: rounding and mild compression noise
 SCALE_RANGE = (0.4, 1.7)
@@ -266,10 +268,22 @@ def mark_tile(payload: bytes, key: str) -> np.ndarray:
 
 
 def _luma(pixels: np.ndarray, scale: float) -> np.ndarray:
-    x = pixels.astype(np.float32) * np.float32(scale)
-    if x.shape[2] >= 3:
-        return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
-    return x[..., 0]
+    from .kernels import perturb
+
+    out = np.empty(pixels.shape[:2], np.float32)
+    perturb.luminance_kernel(np.ascontiguousarray(pixels), np.float32(scale), out)
+    return out
+
+
+def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; wide ones are done at reduced resolution (detection only needs them smooth)."""
+    f = int(sigma // 2)
+    if f < 2:
+        return cv2.GaussianBlur(x, (0, 0), sigma)
+    h, w = x.shape
+    small = cv2.resize(x, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / f)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def mark_gain(pixels: np.ndarray, *, amplitude: float = MARK_AMPLITUDE, alpha: np.ndarray | None = None) -> np.ndarray:
@@ -354,8 +368,8 @@ def _residual(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 
     maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
     lum = _luma(pixels, 255.0 / maxval)
-    band = cv2.GaussianBlur(lum, (0, 0), 0.6) - cv2.GaussianBlur(lum, (0, 0), 5.0)
-    var = cv2.GaussianBlur(band * band, (0, 0), 6.0) + np.float32(VARIANCE_FLOOR)
+    band = cv2.GaussianBlur(lum, (0, 0), 0.6) - _smooth(lum, 5.0)
+    var = _smooth(band * band, 6.0) + np.float32(VARIANCE_FLOOR)
     expected = np.float32(FLAT_GAIN) + np.float32(1.0 - FLAT_GAIN) * perceptual_mask(pixels)
     r = band * expected / var
     if alpha is not None:
@@ -454,22 +468,29 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
         for cand in _find_lattices(r):
             if abs(cand[0] - 1.0) > 1e-3 or abs(cand[1]) > 1e-4:
                 candidates.append(cand)
+    n_candidates = len(candidates)
     ref_spec = np.conj(np.fft.rfft2(lay.reference))
-    best = None
-    for scale, angle in candidates:
-        folded = _fold(r, scale, angle)
+
+    def sync(res: np.ndarray, scale: float, angle: float):
+        folded = _fold(res, scale, angle)
         corr = np.fft.irfft2(np.fft.rfft2(folded) * ref_spec, s=(TILE, TILE))
         sd = corr.std()
-        if sd <= 0:
-            continue
-        z = float((corr.max() - corr.mean()) / sd)
+        z = float((corr.max() - corr.mean()) / sd) if sd > 0 else 0.0
+        return z, folded, np.unravel_index(int(np.argmax(corr)), corr.shape)
+
+    if len(candidates) > 1 and r.size > RANK_CROP**2:
+        # rank the lattices on a centre crop, then measure the best on the whole image
+        h, w = r.shape
+        y0, x0 = (h - min(h, RANK_CROP)) // 2, (w - min(w, RANK_CROP)) // 2
+        crop = r[y0:y0 + RANK_CROP, x0:x0 + RANK_CROP]
+        candidates = [max(candidates, key=lambda c: sync(crop, *c)[0])]
+    best = None
+    for scale, angle in candidates:
+        z, folded, shift = sync(r, scale, angle)
         if best is None or z > best[0]:
-            shift = np.unravel_index(int(np.argmax(corr)), corr.shape)
             best = (z, scale, angle, folded, shift)
-    if best is None:
-        return Detection(False, None, 0.0, 1.0, 1.0, 0.0, False)
     z, scale, angle, folded, (dy, dx) = best
-    n_tests = len(candidates) * TILE * TILE
+    n_tests = n_candidates * TILE * TILE
     p_value = min(1.0, n_tests * _q(z))
     aligned = np.roll(folded, (-dy, -dx), axis=(0, 1))
     spec = np.fft.rfft2(aligned)

@@ -46,11 +46,17 @@ def fold_kernel(residual, a11, a12, a21, a22, period, sums, counts):
     """
     h, w = residual.shape
     p = np.float64(period)
+    # a positive whole number of periods added to u and v keeps them positive,
+    # so truncation is floor and one integer modulo gives the bin
+    span = abs(a11) * w + abs(a12) * h + abs(a21) * w + abs(a22) * h + 2.0
+    off = p * np.floor(span / p + 1.0) + 0.5
     for y in range(h):
+        u = a12 * y + off
+        v = a22 * y + off
         for x in range(w):
-            u = a11 * x + a12 * y
-            v = a21 * x + a22 * y
-            iu = np.int64(np.floor(u - p * np.floor(u / p) + 0.5)) % period
-            iv = np.int64(np.floor(v - p * np.floor(v / p) + 0.5)) % period
+            iu = np.int64(u) % period
+            iv = np.int64(v) % period
             sums[iv, iu] += residual[y, x]
             counts[iv, iu] += 1
+            u += a11
+            v += a21
