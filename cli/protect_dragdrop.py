@@ -34,7 +34,8 @@ import sys
 from pathlib import Path
 
 SETTINGS_FILE = "protect.toml"
-DEFAULTS = {"strength": 0.4, "workers": 0, "format": None, "jpeg_quality": 95}
+DEFAULTS = {"strength": 0.4, "workers": 0, "format": None, "jpeg_quality": 95,
+            "author": None, "copyright": None, "mark": None, "visible": None, "opt_out": True}
 
 USAGE = """\
 protect - adds low-visibility protection noise to your pictures.
@@ -48,6 +49,13 @@ Settings: put a file named protect.toml next to this program, for example
     strength = 0.4        # 0.1 = barely any noise ... 1.0 = strongest
     format = "png"        # or "jpeg", "webp"; leave it out to keep each file's format
     jpeg_quality = 95
+    author = "Your Name"          # written into the pictures' metadata
+    copyright = "(c) 2026 Your Name"
+    visible = "(c) Your Name"     # a visible signature in the corner
+    mark = "yourname"             # an invisible mark (up to 8 letters), read back with "protect detect"
+
+The pictures also get a "no AI training" notice in their metadata
+(opt_out = false turns it off).
 
 Command-line users: this program takes the same paths as "protect PATHS...".
 """
@@ -148,12 +156,20 @@ def _run(argv: list[str]) -> int:
     try:
         strength = float(settings["strength"])
         fmt = pio.normalise_format(settings["format"]) if settings["format"] else None
+        from protect.metadata import MetadataSettings
+        from protect.visible import VisibleMark
+        from protect.watermark import payload_from_text
+
         options = Options(
             settings=Settings(strength=strength, key=resolve_key(settings.get("key")).key),
             format=fmt,
             jpeg_quality=int(settings["jpeg_quality"]),
             max_pixels=pio.DEFAULT_MAX_PIXELS,
             verify=False,
+            mark=payload_from_text(str(settings["mark"])) if settings["mark"] else None,
+            metadata=MetadataSettings(opt_out=bool(settings["opt_out"]), author=settings["author"] or None,
+                                      copyright=settings["copyright"] or None),
+            visible=VisibleMark(text=str(settings["visible"])) if settings["visible"] else None,
         )
     except (TypeError, ValueError) as exc:
         print(f"protect.toml has a setting protect cannot use: {exc}")
