@@ -40,3 +40,10 @@ def test_every_attack_is_gated(mode):
 
     limits = tomllib.loads((ROOT / "benchmarks" / "thresholds.toml").read_text())[mode]
     assert set(limits["survival_median_min"]) == set(attack_names())
+
+
+def test_watermark_recovery_is_gated_where_it_can_fail():
+    limits = tomllib.loads((ROOT / "benchmarks" / "thresholds.toml").read_text())
+    for mode in ("quick", "full"):
+        gates = limits[mode].get("watermark_recovery_min", {})
+        assert gates and all(0 < v <= 1 for v in gates.values())
