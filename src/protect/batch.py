@@ -37,6 +37,7 @@ from . import io as pio
 from .kernels import stats
 from .pipeline import ALGORITHM, Settings, protect_image
 from .metadata import MetadataSettings, authorship_exif, optout_xmp
+from .provenance import ProvenanceError
 from .visible import VisibleMark, apply_visible
 from .watermark import embed_mark
 from .userdirs import cache_dir
@@ -70,6 +71,8 @@ class Options:
     mark: bytes | None = None  # 8-byte payload of the invisible watermark, or None
     metadata: MetadataSettings = MetadataSettings()  # opt-out XMP (on by default), author, copyright
     visible: VisibleMark | None = None  # a visible signature or logo, drawn before the noise
+    c2pa: tuple[bytes, bytes] | None = None  # (certificate chain PEM, private key PEM) to sign a C2PA manifest
+    c2pa_alg: str = "es256"
 
     def fingerprint(self, mask: Path | None) -> str:
         """Digest of every setting that changes the output bytes.
@@ -86,7 +89,8 @@ class Options:
             [__version__, ALGORITHM, self.settings.strength, key_id, self.format, self.jpeg_quality, mask_id,
              self.mark.hex() if self.mark is not None else None,
              [self.metadata.opt_out, self.metadata.author, self.metadata.copyright],
-             _visible_id(self.visible)]
+             _visible_id(self.visible),
+             hashlib.sha256(self.c2pa[0]).hexdigest()[:16] if self.c2pa is not None else None]
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
@@ -344,7 +348,7 @@ def _psnr_of(a: np.ndarray, b: np.ndarray) -> float:
 
 def describe_error(exc: BaseException) -> str:
     """The one-line reason shown to the user for a file that failed."""
-    if isinstance(exc, pio.InputError):
+    if isinstance(exc, (pio.InputError, ProvenanceError)):
         return str(exc)
     if isinstance(exc, MemoryError):
         return "out of memory (try --workers 1, or a smaller image)"
@@ -383,7 +387,15 @@ def protect_file(job: Job, options: Options) -> FileResult:
         out_img = pio.with_frames(img, frames)
         if options.metadata.active:
             out_img, res.note = _with_metadata(out_img, options.metadata)
-        res.out_bytes = pio.write_image(job.dst, out_img, format=options.format, jpeg_quality=options.jpeg_quality)
+        data = pio.encode_image(out_img, format=options.format, jpeg_quality=options.jpeg_quality)
+        if options.c2pa is not None:
+            from .provenance import sign_c2pa
+
+            data = sign_c2pa(data, pio.normalise_format(options.format) if options.format else img.format,
+                             cert_chain=options.c2pa[0], private_key=options.c2pa[1], title=job.dst.name,
+                             algorithm=options.c2pa_alg)
+        pio.atomic_write_bytes(job.dst, data)
+        res.out_bytes = len(data)
         res.size_ratio = round(res.out_bytes / res.in_bytes, 4) if res.in_bytes else None
         res.psnr = round(worst_psnr, 2) if np.isfinite(worst_psnr) else None
         res.ssimulacra2 = round(min(scores), 2) if scores else None

@@ -108,6 +108,10 @@ def run(
     visible_opacity: float = typer.Option(0.5, "--visible-opacity", min=0.01, max=1.0),
     visible_scale: float = typer.Option(0.05, "--visible-scale", min=0.005, max=1.0,
                                         help="Text height / logo width as a fraction of the shorter side."),
+    c2pa: Optional[tuple[Path, Path]] = typer.Option(None, "--c2pa", metavar="CERT KEY",
+                                                     help="Sign a C2PA manifest (AI training: not allowed) with this "
+                                                          "certificate chain and private key (PEM; needs protect[c2pa])."),
+    c2pa_alg: str = typer.Option("es256", "--c2pa-alg", help="Signing algorithm of the C2PA key."),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
     try:
@@ -128,6 +132,8 @@ def run(
         mark=payload,
         metadata=MetadataSettings(opt_out=not no_metadata, author=author or None, copyright=copyright_ or None),
         visible=visible_mark,
+        c2pa=_c2pa_credentials(c2pa),
+        c2pa_alg=c2pa_alg.lower(),
     )
     jobs = list(discover(paths, out=out, fmt=out_format, mask=mask))
     n_workers = workers or default_workers()
@@ -179,6 +185,20 @@ def _visible(text, image, position, opacity, scale):
         return VisibleMark(text=text, logo=logo, position=position, opacity=opacity, scale=scale)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--visible") from None
+
+
+def _c2pa_credentials(paths) -> Optional[tuple[bytes, bytes]]:
+    if not paths:
+        return None
+    try:
+        import c2pa  # noqa: F401
+    except ImportError:
+        raise typer.BadParameter("C2PA signing needs the c2pa extra: pip install 'protect[c2pa]'",
+                                 param_hint="--c2pa") from None
+    try:
+        return paths[0].read_bytes(), paths[1].read_bytes()
+    except OSError as exc:
+        raise typer.BadParameter(f"{exc.filename}: {exc.strerror}", param_hint="--c2pa") from None
 
 
 def _payload(mark: Optional[str], mark_hex: Optional[str]) -> Optional[bytes]:
