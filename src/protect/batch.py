@@ -34,8 +34,7 @@ import numpy as np
 
 from . import __version__
 from . import io as pio
-from .kernels import stats
-from .pipeline import ALGORITHM, Settings, protect_image
+from .pipeline import ALGORITHM, Settings, diff_stats, protect_image
 from .metadata import MetadataSettings, authorship_exif, optout_xmp
 from .provenance import ProvenanceError
 from .visible import VisibleMark, apply_visible
@@ -338,14 +337,6 @@ def _with_metadata(img: pio.ImageFile, settings: MetadataSettings) -> tuple[pio.
     return replace(img, xmp=xmp, exif=exif), note
 
 
-def _psnr_of(a: np.ndarray, b: np.ndarray) -> float:
-    sse, _ = stats.diff_stats_kernel(a, b)
-    if sse == 0:
-        return float("inf")
-    maxval = 255.0 if a.dtype == np.uint8 else 65535.0
-    return 10.0 * float(np.log10(maxval * maxval * a.size / sse))
-
-
 def describe_error(exc: BaseException) -> str:
     """The one-line reason shown to the user for a file that failed."""
     if isinstance(exc, (pio.InputError, ProvenanceError)):
@@ -376,7 +367,7 @@ def protect_file(job: Job, options: Options) -> FileResult:
             out, rep = protect_image(base, options.settings, alpha=fr.alpha, region=region)
             if options.mark is not None:
                 out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
-                rep.psnr = _psnr_of(fr.pixels, out)
+                rep.psnr = diff_stats(fr.pixels, out)[0]
             worst_psnr = min(worst_psnr, rep.psnr)
             if options.verify:
                 from .metrics import ssimulacra2

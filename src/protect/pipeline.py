@@ -165,6 +165,15 @@ def _check_weight(weight: np.ndarray | None, shape: tuple[int, int], name: str) 
     return weight
 
 
+def diff_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """(PSNR in dB, largest absolute difference) of two uint8/uint16 images of the
+    same shape, in one numba pass (``inf`` for identical images)."""
+    sse, max_abs = stats.diff_stats_kernel(a, b)
+    maxval = 255.0 if a.dtype == np.uint8 else 65535.0
+    psnr = math.inf if sse == 0 else 10.0 * math.log10(maxval * maxval * a.size / sse)
+    return psnr, int(max_abs)
+
+
 def perceptual_mask(pixels: np.ndarray) -> np.ndarray:
     """The texture/luminance masking weight in [0, 1] that places protect's noise,
     for a whole (H, W, C) uint8/uint16 image (the watermark's gain uses it too)."""
@@ -264,11 +273,10 @@ def protect_image(
     seed = derive_seed(settings.key, pixels)
     amplitude = np.float32(settings.amplitude * maxval / 255.0)
     covered = perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out)
-    sse, max_abs = stats.diff_stats_kernel(pixels, out)
-    mse = sse / float(pixels.size)
+    psnr, max_abs = diff_stats(pixels, out)
     report = ProtectReport(
-        psnr=math.inf if mse == 0.0 else 10.0 * math.log10(maxval * maxval / mse),
-        max_abs_diff=int(max_abs),
+        psnr=psnr,
+        max_abs_diff=max_abs,
         coverage=covered / float(h * w),
         seconds=time.perf_counter() - t0,
     )
