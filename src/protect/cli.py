@@ -260,7 +260,7 @@ def detect(
     raise typer.Exit(1 if failed else 0)
 
 
-def _parse_attacks(spec: Optional[str]) -> Optional[list[str]]:
+def _parse_attacks(spec: Optional[str], param_hint: str = "--attacks") -> Optional[list[str]]:
     from .declutter import ATTACKS
 
     if spec is None:
@@ -271,7 +271,7 @@ def _parse_attacks(spec: Optional[str]) -> Optional[list[str]]:
     unknown = [n for n in names if n not in ATTACKS]
     if unknown or not names:
         raise typer.BadParameter(f"unknown attack {', '.join(unknown) or '(none given)'}; "
-                                 f"choose from {', '.join(ATTACKS)}", param_hint="--attacks")
+                                 f"choose from {', '.join(ATTACKS)}", param_hint=param_hint)
     return names
 
 
@@ -384,14 +384,10 @@ def declutter(
     seed: int = typer.Option(0, "--seed", help="Seed of the attack's noise (noisy_upscale)."),
 ) -> None:
     """See what a scraper's clean-up does to an image (8-bit, transparency flattened on white)."""
-    from .declutter import ATTACKS, apply_attack
+    from .declutter import apply_attack
     from .verify import flatten_8bit
 
-    names = list(ATTACKS) if attack == ["all"] else attack
-    unknown = [n for n in names if n not in ATTACKS]
-    if unknown:
-        raise typer.BadParameter(f"unknown attack {', '.join(unknown)}; choose from {', '.join(ATTACKS)}",
-                                 param_hint="--attack")
+    names = _parse_attacks(",".join(attack), param_hint="--attack")
     try:
         img = pio.read_image(source)
         fr = img.frames[0]
