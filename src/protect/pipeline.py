@@ -174,13 +174,21 @@ def diff_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     return psnr, int(max_abs)
 
 
-def perceptual_mask(pixels: np.ndarray) -> np.ndarray:
-    """The texture/luminance masking weight in [0, 1] that places protect's noise,
-    for a whole (H, W, C) uint8/uint16 image (the watermark's gain uses it too)."""
-    h, w, _ = pixels.shape
+def luma8(pixels: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of an (H, W, C) uint8/uint16 image on a 0-255 scale, (H, W) float32."""
     maxval = 255 if pixels.dtype == np.uint8 else 65535
-    lum = np.empty((h, w), np.float32)
+    lum = np.empty(pixels.shape[:2], np.float32)
     perturb.luminance_kernel(np.ascontiguousarray(pixels), np.float32(255.0 / maxval), lum)
+    return lum
+
+
+def perceptual_mask(pixels: np.ndarray, *, lum: np.ndarray | None = None) -> np.ndarray:
+    """The texture/luminance masking weight in [0, 1] that places protect's noise,
+    for a whole (H, W, C) uint8/uint16 image (the watermark's gain uses it too).
+    ``lum``: the image's :func:`luma8`, when the caller has it already."""
+    h, w, _ = pixels.shape
+    if lum is None:
+        lum = luma8(pixels)
     out = np.empty((h, w), np.float32)
     perturb.perceptual_mask_kernel(
         lum, MASK_RADIUS, np.float32(MASK_T_LOW), np.float32(MASK_T_HIGH), np.float32(MASK_G_T),

@@ -267,14 +267,6 @@ def mark_tile(payload: bytes, key: str) -> np.ndarray:
 # ------------------------------------------------------------------- embed
 
 
-def _luma(pixels: np.ndarray, scale: float) -> np.ndarray:
-    from .kernels import perturb
-
-    out = np.empty(pixels.shape[:2], np.float32)
-    perturb.luminance_kernel(np.ascontiguousarray(pixels), np.float32(scale), out)
-    return out
-
-
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur; wide ones are done at reduced resolution (detection only needs them smooth)."""
     f = int(sigma // 2)
@@ -364,13 +356,13 @@ def _residual(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     plus a floor for quantisation noise: the matched-filter weighting, which
     trusts flat areas (little artwork to hide the mark) in proportion to how
     much mark they carry."""
-    from .pipeline import perceptual_mask
+    from .pipeline import luma8, perceptual_mask
 
     maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
-    lum = _luma(pixels, 255.0 / maxval)
+    lum = luma8(pixels)
     band = cv2.GaussianBlur(lum, (0, 0), 0.6) - _smooth(lum, 5.0)
     var = _smooth(band * band, 6.0) + np.float32(VARIANCE_FLOOR)
-    expected = np.float32(FLAT_GAIN) + np.float32(1.0 - FLAT_GAIN) * perceptual_mask(pixels)
+    expected = np.float32(FLAT_GAIN) + np.float32(1.0 - FLAT_GAIN) * perceptual_mask(pixels, lum=lum)
     r = band * expected / var
     if alpha is not None:
         r *= alpha.astype(np.float32) / np.float32(maxval)
