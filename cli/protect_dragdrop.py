@@ -179,7 +179,7 @@ def _run(argv: list[str]) -> int:
         print("No pictures found in what was dropped (PNG, JPEG, WebP, TIFF, BMP and GIF are supported).")
         return 2
     print(f"Protecting {len(jobs)} picture(s) at strength {strength:g}...")
-    warm_jit()
+    warm_jit(mark=options.mark is not None)
     failures = []
     with tqdm(total=len(jobs), unit="picture", file=sys.stdout, dynamic_ncols=True) as bar:
         def on_result(r) -> None:

@@ -397,17 +397,19 @@ def protect_file(job: Job, options: Options) -> FileResult:
     return res
 
 
-def warm_jit() -> None:
-    """Compile (or load from the on-disk cache) every kernel on a tiny image."""
+def warm_jit(*, mark: bool = False) -> None:
+    """Compile (or load from the on-disk cache) the kernels a run needs, on a tiny image;
+    the watermark's only when the run adds a mark."""
     tiny = np.zeros((16, 16, 3), np.uint8)
     tiny[::2] = 200
     protect_image(tiny, Settings(0.5, "warm"))
-    embed_mark(tiny, bytes(8), "warm")
+    if mark:
+        embed_mark(tiny, bytes(8), "warm")
     protect_image(tiny.astype(np.uint16)[..., :1], Settings(0.5, "warm"), alpha=np.full((16, 16), 9, np.uint16))
 
 
-def _worker_init() -> None:
-    warm_jit()
+def _worker_init(mark: bool) -> None:
+    warm_jit(mark=mark)
 
 
 def default_workers() -> int:
@@ -493,7 +495,8 @@ def run_batch(
             for job in todo:
                 finish(protect_file(job, options))
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                                     initargs=(options.mark is not None,)) as pool:
                 futures = {pool.submit(protect_file, job, options): job for job in todo}
                 for fut in as_completed(futures):
                     job = futures[fut]

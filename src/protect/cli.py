@@ -138,7 +138,7 @@ def run(
     jobs = list(discover(paths, out=out, fmt=out_format, mask=mask))
     n_workers = workers or default_workers()
     if not dry_run and jobs:
-        warm_jit()  # compile once here, before the bar starts
+        warm_jit(mark=payload is not None)  # compile once here, before the bar starts
 
     from tqdm import tqdm
 
