@@ -35,6 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from strength_curve import _png_size, image_files  # noqa: E402
 
 from protect import __version__  # noqa: E402
 from protect import io as pio  # noqa: E402
@@ -51,14 +54,6 @@ STRENGTH = 0.4
 CORPUS = ROOT.parent / "shared" / "corpus"
 RESULTS = ROOT / "benchmarks" / "results"
 THRESHOLDS = ROOT / "benchmarks" / "thresholds.toml"
-
-
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in pio.EXTENSIONS)
-
-
-def _png_size(pixels: np.ndarray, alpha: np.ndarray | None) -> int:
-    return len(pio.encode_image(pio.ImageFile([pio.Frame(pixels, alpha)], "PNG")))
 
 
 _ENCODER = None
