@@ -142,23 +142,31 @@ def _parity(x: int) -> int:
 
 
 @lru_cache(maxsize=1)
-def _trellis() -> tuple[np.ndarray, np.ndarray]:
-    """next_state[state, bit] and output symbols out[state, bit, 2] (+1 for 0, -1 for 1)."""
+def _trellis() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """next_state[state, bit], output symbols out[state, bit, 2] (+1 for 0, -1 for 1),
+    and for every state its two predecessors: pred_state[state, 2], pred_bit[state, 2]."""
     n_states = 1 << (K - 1)
     nxt = np.zeros((n_states, 2), np.int64)
     out = np.zeros((n_states, 2, 2), np.float64)
+    pred_state = np.zeros((n_states, 2), np.int64)
+    pred_bit = np.zeros((n_states, 2), np.int64)
+    filled = np.zeros(n_states, np.int64)
     for s in range(n_states):
         for b in (0, 1):
             reg = (b << (K - 1)) | s
-            nxt[s, b] = reg >> 1
+            d = reg >> 1
+            nxt[s, b] = d
             out[s, b, 0] = 1 - 2 * _parity(reg & G0)
             out[s, b, 1] = 1 - 2 * _parity(reg & G1)
-    return nxt, out
+            pred_state[d, filled[d]] = s
+            pred_bit[d, filled[d]] = b
+            filled[d] += 1
+    return nxt, out, pred_state, pred_bit
 
 
 def conv_encode(bits: np.ndarray) -> np.ndarray:
     """Rate-1/2 convolutional code with K - 1 zero tail bits; returns 0/1 coded bits."""
-    nxt, out = _trellis()
+    nxt, out, _, _ = _trellis()
     state = 0
     coded = []
     for b in [*map(int, bits), *([0] * (K - 1))]:
@@ -173,18 +181,8 @@ def viterbi_decode(soft: np.ndarray, n_bits: int) -> np.ndarray:
     Maximises the correlation of the coded symbols with ``soft`` over all
     messages of ``n_bits`` bits followed by the K - 1 zero tail bits.
     """
-    nxt, out = _trellis()
+    nxt, out, pred_state, pred_bit = _trellis()
     n_states = nxt.shape[0]
-    # every state has exactly two predecessors (state, input bit)
-    pred_state = np.zeros((n_states, 2), np.int64)
-    pred_bit = np.zeros((n_states, 2), np.int64)
-    filled = np.zeros(n_states, np.int64)
-    for st in range(n_states):
-        for b in (0, 1):
-            d = nxt[st, b]
-            pred_state[d, filled[d]] = st
-            pred_bit[d, filled[d]] = b
-            filled[d] += 1
     steps = n_bits + K - 1
     metric = np.full(n_states, -np.inf)
     metric[0] = 0.0
