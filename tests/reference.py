@@ -135,3 +135,53 @@ def fold(residual: np.ndarray, a: np.ndarray, period: int) -> tuple[np.ndarray, 
     np.add.at(sums, (iv, iu), residual)
     np.add.at(counts, (iv, iu), 1)
     return sums, counts
+
+
+# ---------------------------------------------------------------- generator
+# Independent re-statements of protect.kernels.generator: whole-array NumPy
+# (block DCT by einsum, the 3x3 layer by padded shifts, synthesis by
+# scattering each block's atom), with the key noise drawn by Python ints.
+
+def block_normal(seed: int, by: int, bx: int, k: int) -> float:
+    """Box-Muller standard normal from splitmix64(seed ^ by*KZ ^ bx*KB ^ k << 56)."""
+    kz, kb = 0xA0761D6478BD642F, 0xE7037ED1A0B428DB
+    z = splitmix64(seed ^ ((by * kz) & M64) ^ ((bx * kb) & M64) ^ ((k << 56) & M64))
+    u1 = ((z >> 38) + 1) / 67108864.0
+    u2 = (z & 0x3FFFFFF) / 67108864.0
+    return float(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2))
+
+
+def generator_features(lum01: np.ndarray, dct: np.ndarray, seed: int, w1t: np.ndarray, b1: np.ndarray):
+    """(ReLU(first layer) per block, block variance) for a 0-1 luma image (edge-padded to 8)."""
+    h, w = lum01.shape
+    nby, nbx = -(-h // 8), -(-w // 8)
+    y = np.pad(lum01.astype(np.float64), ((0, nby * 8 - h), (0, nbx * 8 - w)), mode="edge")
+    blocks = y.reshape(nby, 8, nbx, 8).transpose(0, 2, 1, 3)
+    d = dct.astype(np.float64)
+    coef = np.einsum("ui,abij,vj->abuv", d, blocks, d).reshape(nby, nbx, 64)
+    nz = w1t.shape[0] - 64
+    z = np.array([[[block_normal(seed, by, bx, k) for k in range(nz)] for bx in range(nbx)] for by in range(nby)])
+    feats = np.concatenate([coef, z.reshape(nby, nbx, nz)], axis=2)
+    hidden = np.maximum(feats @ w1t.astype(np.float64) + b1, 0.0)
+    var = (coef[:, :, 1:] ** 2).sum(axis=2) / 64.0
+    return hidden, var
+
+
+def conv3x3_relu(src: np.ndarray, w2t: np.ndarray, b2: np.ndarray) -> np.ndarray:
+    nby, nbx, _ = src.shape
+    p = np.pad(src.astype(np.float64), ((1, 1), (1, 1), (0, 0)))
+    acc = np.zeros((nby, nbx, w2t.shape[3])) + b2
+    for dy in range(3):
+        for dx in range(3):
+            acc += p[dy:dy + nby, dx:dx + nbx] @ w2t[dy, dx].astype(np.float64)
+    return np.maximum(acc, 0.0)
+
+
+def synthesis(hidden: np.ndarray, atoms: np.ndarray, h: int, w: int) -> np.ndarray:
+    nby, nbx, _ = hidden.shape
+    big = np.zeros((nby * 8 + 8, nbx * 8 + 8))  # 4 px margin on every side
+    per_block = hidden.astype(np.float64) @ atoms.astype(np.float64)  # (nby, nbx, 256)
+    for by in range(nby):
+        for bx in range(nbx):
+            big[by * 8:by * 8 + 16, bx * 8:bx * 8 + 16] += per_block[by, bx].reshape(16, 16)
+    return big[4:4 + h, 4:4 + w]

@@ -1,31 +1,58 @@
 """Arrays in, arrays out: the protection step, with no file I/O.
 
 :func:`protect_image` validates its inputs, derives a seed from the artist
-key and the image content, and runs the numba kernels of
-:mod:`protect.kernels.perturb` over horizontal stripes, so the working
-memory beyond the image itself stays bounded whatever the image size, and
-the result is bit-identical to processing the image in one piece.
+key and the image content, and runs one of two perturbation methods:
+
+* ``"adversarial"`` (the default): the image-conditioned generator of
+  :mod:`protect.kernels.generator`, designed offline against a
+  latent-diffusion autoencoder (``design/train_generator.py``) and shipped
+  as ``kernels/generator.npz``; its output is scaled to a fixed
+  visibility-weighted RMS per image;
+* ``"texture"``: the original hand-shaped mid-band DCT noise of
+  :mod:`protect.kernels.perturb`, placed by a texture mask (least visible,
+  but it moves an autoencoder's latent about half as much as random noise).
+
+Pixels are written in horizontal stripes, so the result is bit-identical to
+processing the image in one piece.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from .kernels import generator as genk
 from .kernels import perturb, stats
 
-#: Version of the perturbation algorithm; part of the seed, so a change of
-#: algorithm never silently reuses noise from an older one.
-ALGORITHM = "dct8-mid-v1"
+#: The perturbation methods, and the version of each one's algorithm.  The
+#: version is part of the seed and of the batch fingerprint, so a change of
+#: algorithm never silently reuses noise or outputs from an older one.
+ALGORITHMS = {"adversarial": "gen16-taef2-v1", "texture": "dct8-mid-v1"}
+METHODS = tuple(ALGORITHMS)
+DEFAULT_METHOD = "adversarial"
+ALGORITHM = ALGORITHMS[DEFAULT_METHOD]
 
-#: Peak amplitude, in 8-bit code values, of the unit-RMS noise field at
-#: strength 1 (before masking).  Calibrated so that strength 0.4 keeps the
-#: median SSIMULACRA2 >= 85 on samples/ and the shared corpus; see README.
-AMPLITUDE_AT_FULL_STRENGTH = 18.0
+#: Amplitude at strength 1, in 8-bit code values, per method; strength
+#: scales it linearly.  "texture": peak of the unit-RMS noise field before
+#: masking.  "adversarial": visibility-weighted RMS of the generator's field
+#: (see :data:`GEN_FLAT_WEIGHT`).  Both calibrated so that strength 0.4
+#: keeps the median SSIMULACRA2 >= 85 on samples/ and the shared corpus
+#: (``benchmarks/strength_curve.py``; README).
+AMPLITUDES_AT_FULL_STRENGTH = {"adversarial": 2.25, "texture": 18.0}
+AMPLITUDE_AT_FULL_STRENGTH = AMPLITUDES_AT_FULL_STRENGTH["texture"]
+
+#: Visibility weight of a block, used to scale the generator's field: flat
+#: blocks weigh 1, textured ones GEN_TEXTURED_WEIGHT, with the transition at
+#: a luma standard deviation of GEN_TEXTURE_TAU (0-1 scale).
+GEN_TEXTURED_WEIGHT = 0.5
+GEN_TEXTURE_TAU = 0.03
 
 #: Mask parameters (0-255 scale).  See ``perceptual_mask_kernel``.
 MASK_RADIUS = 4
@@ -101,12 +128,18 @@ class Settings:
         In [0, 1]; 0 leaves the image unchanged, 0.4 is the default.
     key : str
         The artist's secret; with the image content it seeds the noise.
+    method : {"adversarial", "texture"}
+        The perturbation: the offline-designed, image-conditioned generator
+        (default), or the hand-shaped texture-masked noise.
     """
 
     strength: float = 0.4
     key: str = ""
+    method: str = DEFAULT_METHOD
 
     def __post_init__(self) -> None:
+        if self.method not in ALGORITHMS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not isinstance(self.strength, (int, float)) or not math.isfinite(self.strength):
             raise ValueError(f"strength must be a number in [0, 1], got {self.strength!r}")
         if not 0.0 <= float(self.strength) <= 1.0:
@@ -117,7 +150,12 @@ class Settings:
     @property
     def amplitude(self) -> float:
         """Noise amplitude in 8-bit code values (linear in strength)."""
-        return AMPLITUDE_AT_FULL_STRENGTH * float(self.strength)
+        return AMPLITUDES_AT_FULL_STRENGTH[self.method] * float(self.strength)
+
+    @property
+    def algorithm(self) -> str:
+        """Versioned name of the method's algorithm."""
+        return ALGORITHMS[self.method]
 
 
 @dataclass
@@ -130,14 +168,14 @@ class ProtectReport:
     seconds: float
 
 
-def derive_seed(key: str, pixels: np.ndarray) -> np.uint64:
+def derive_seed(key: str, pixels: np.ndarray, algorithm: str = ALGORITHM) -> np.uint64:
     """64-bit seed from the key, the algorithm version and the image content.
 
     Seeding with the content means two images from the same artist never
     share a noise field, so averaging many posts does not reveal it.
     """
     h = hashlib.blake2b(digest_size=8, person=b"protect-seed")
-    h.update(ALGORITHM.encode())
+    h.update(algorithm.encode())
     h.update(len(key.encode()).to_bytes(4, "little"))
     h.update(key.encode())
     h.update(repr((pixels.shape, pixels.dtype.str)).encode())
@@ -195,6 +233,103 @@ def perceptual_mask(pixels: np.ndarray, *, lum: np.ndarray | None = None) -> np.
         np.float32(MASK_D_LOW), np.float32(MASK_D_HIGH), np.float32(MASK_DARK), 0, out,
     )
     return out
+
+
+class GeneratorWeights:
+    """The shipped generator (``kernels/generator.npz``) in the layouts the kernels take."""
+
+    def __init__(self, path: Path):
+        with np.load(path, allow_pickle=False) as z:
+            w1 = z["w1"].astype(np.float32)  # (hidden, 64 + z)
+            self.w1t = np.ascontiguousarray(w1.T)
+            self.b1 = np.ascontiguousarray(z["b1"], np.float32)
+            self.w2t = np.ascontiguousarray(z["w2"].transpose(2, 3, 1, 0), np.float32)  # (3, 3, in, out)
+            self.b2 = np.ascontiguousarray(z["b2"], np.float32)
+            atoms = z["atoms"].astype(np.float32)  # (hidden, 16, 16)
+            self.atoms = np.ascontiguousarray(atoms.reshape(atoms.shape[0], 256))
+            self.meta = json.loads(str(z["meta"]))
+        self.hidden = self.w1t.shape[1]
+        self.z_channels = self.w1t.shape[0] - 64
+        self.dct = _BASIS
+
+
+GENERATOR_FILE = Path(__file__).with_name("kernels") / "generator.npz"
+
+
+@functools.lru_cache(maxsize=1)
+def generator_weights() -> GeneratorWeights:
+    """The shipped generator, loaded once per process."""
+    return GeneratorWeights(GENERATOR_FILE)
+
+
+def generator_hidden(lum: np.ndarray, scale: float, seed: np.uint64,
+                     net: GeneratorWeights) -> tuple[np.ndarray, np.ndarray]:
+    """(hidden vectors after both layers (nby, nbx, c), block luma variance (nby, nbx))
+    of a luma image ``lum`` (times ``scale`` on a 0-1 scale)."""
+    h, w = lum.shape
+    nby, nbx = -(-h // 8), -(-w // 8)
+    h1 = np.empty((nby, nbx, net.hidden), np.float32)
+    var = np.empty((nby, nbx), np.float32)
+    genk.generator_features_kernel(lum, np.float32(scale), net.dct, seed, net.w1t, net.b1, h1, var)
+    h2 = np.empty_like(h1)
+    genk.conv3x3_relu_kernel(h1, net.w2t, net.b2, h2)
+    return h2, var
+
+
+def generator_field(pixels: np.ndarray, seed: np.uint64, *, net: GeneratorWeights | None = None) -> np.ndarray:
+    """The generator's raw (unscaled) luma field for a whole (H, W, C) image, (H, W) float32."""
+    net = net or generator_weights()
+    h2, _ = generator_hidden(luma8(pixels), 1.0 / 255.0, seed, net)
+    out = np.empty(pixels.shape[:2], np.float32)
+    genk.synthesis_kernel(h2, net.atoms, 0, out)
+    return out
+
+
+def block_visibility_weight(var: np.ndarray) -> np.ndarray:
+    """Per-block visibility weight from luma variance: 1 flat, GEN_TEXTURED_WEIGHT textured."""
+    t = var / np.float32(GEN_TEXTURE_TAU**2)
+    return (np.float32(GEN_TEXTURED_WEIGHT) + np.float32(1.0 - GEN_TEXTURED_WEIGHT) / (1.0 + t)).astype(np.float32)
+
+
+def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out) -> int:
+    """The "adversarial" method: run the generator, scale its field so that its
+    visibility-weighted RMS is ``amplitude``, and add it to every channel in
+    stripes; return how many pixels got weight > 0.1.
+
+    The field is synthesised twice per stripe (once to measure its energy,
+    once to apply it), so only the block-grid hidden vectors (1/64 of the
+    pixels times the hidden width) are held for the whole image.
+    """
+    net = generator_weights()
+    h, w, _ = pixels.shape
+    h2, var = generator_hidden(luma8(pixels), 1.0 / 255.0, seed, net)
+    weight = block_visibility_weight(var)
+    field_buf = np.empty((stripe, w), np.float32)
+    total = 0.0
+    for y0 in range(0, h, stripe):
+        field = field_buf[: min(h, y0 + stripe) - y0]
+        genk.synthesis_kernel(h2, net.atoms, y0, field)
+        total += genk.weighted_energy_kernel(field, weight, y0)
+    vis_rms = math.sqrt(total / float(h * w))
+    if vis_rms == 0.0:
+        out[...] = pixels
+        return 0
+    scale = np.float32(amplitude / vis_rms)
+    gain_buf = np.empty((stripe, w), np.float32)
+    covered = 0
+    for y0 in range(0, h, stripe):
+        y1 = min(h, y0 + stripe)
+        field = field_buf[: y1 - y0]
+        gain = gain_buf[: y1 - y0]
+        gain[...] = 1.0
+        if alpha is not None:
+            gain *= alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval)
+        if region is not None:
+            gain *= region[y0:y1].astype(np.float32) * np.float32(1.0 / 255.0)
+        covered += int(np.count_nonzero(gain > 0.1))
+        genk.synthesis_kernel(h2, net.atoms, y0, field)
+        perturb.apply_noise_kernel(pixels[y0:y1], field, gain, scale, maxval, out[y0:y1])
+    return covered
 
 
 def perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out) -> int:
@@ -278,9 +413,10 @@ def protect_image(
         out[...] = pixels
         return out, ProtectReport(math.inf, 0, 0.0, time.perf_counter() - t0)
 
-    seed = derive_seed(settings.key, pixels)
+    seed = derive_seed(settings.key, pixels, settings.algorithm)
     amplitude = np.float32(settings.amplitude * maxval / 255.0)
-    covered = perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out)
+    run = generator_stripes if settings.method == "adversarial" else perturb_stripes
+    covered = run(pixels, seed, amplitude, maxval, alpha, region, stripe, out)
     psnr, max_abs = diff_stats(pixels, out)
     report = ProtectReport(
         psnr=psnr,

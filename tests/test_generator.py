@@ -1,0 +1,164 @@
+"""The image-conditioned generator ("adversarial" method): kernels against
+NumPy references, the shipped weights, and protect_image's promises."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import reference as ref
+from protect import pipeline as pl
+from protect.kernels import generator as genk
+
+NET = pl.generator_weights()
+
+
+def _image(h=72, w=88, seed=0):
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 200, np.uint8)
+    img[:, w // 2:] = rng.integers(0, 256, (h, w - w // 2, 3), dtype=np.uint8)  # flat half, noisy half
+    img[h // 3: h // 2, :] = 30
+    return img
+
+
+def test_block_normal_matches_reference_and_is_standard_normal():
+    seed = 0x1234_5678_9ABC_DEF0
+    for by, bx, k in [(0, 0, 0), (3, 7, 1), (1000, 5, 3), (2**20, 2**20, 7)]:
+        assert genk.block_normal(np.uint64(seed), by, bx, k) == pytest.approx(ref.block_normal(seed, by, bx, k), abs=1e-6)
+    v = np.array([genk.block_normal(np.uint64(seed), by, bx, 0) for by in range(100) for bx in range(100)])
+    assert abs(v.mean()) < 0.03 and abs(v.std() - 1.0) < 0.03
+    assert abs(np.mean(np.abs(v) > 1.96) - 0.05) < 0.01  # the tails of a normal, not of a uniform
+
+
+@pytest.mark.parametrize("h,w", [(64, 80), (37, 50), (8, 8), (3, 5)])
+def test_features_match_reference(h, w):
+    lum = np.random.default_rng(h * w).uniform(0, 255, (h, w)).astype(np.float32)
+    nby, nbx = -(-h // 8), -(-w // 8)
+    hid = np.empty((nby, nbx, NET.hidden), np.float32)
+    var = np.empty((nby, nbx), np.float32)
+    genk.generator_features_kernel(lum, np.float32(1 / 255), NET.dct, np.uint64(99), NET.w1t, NET.b1, hid, var)
+    rh, rv = ref.generator_features(lum.astype(np.float64) / 255.0, NET.dct, 99, NET.w1t, NET.b1)
+    np.testing.assert_allclose(hid, rh, atol=2e-4 * max(1.0, np.abs(rh).max()))
+    np.testing.assert_allclose(var, rv, rtol=1e-4, atol=1e-7)
+
+
+def test_conv3x3_matches_reference():
+    rng = np.random.default_rng(1)
+    src = np.maximum(rng.standard_normal((9, 13, NET.hidden)), 0).astype(np.float32)
+    out = np.empty_like(src)
+    genk.conv3x3_relu_kernel(src, NET.w2t, NET.b2, out)
+    np.testing.assert_allclose(out, ref.conv3x3_relu(src, NET.w2t, NET.b2), atol=1e-4)
+
+
+@pytest.mark.parametrize("h,w,row0,rows", [(72, 88, 0, 72), (72, 88, 16, 24), (37, 50, 32, 5), (5, 3, 0, 5)])
+def test_synthesis_matches_reference(h, w, row0, rows):
+    rng = np.random.default_rng(2)
+    nby, nbx = -(-h // 8), -(-w // 8)
+    hid = np.maximum(rng.standard_normal((nby, nbx, NET.hidden)), 0).astype(np.float32)
+    out = np.empty((rows, w), np.float32)
+    genk.synthesis_kernel(hid, NET.atoms, row0, out)
+    full = ref.synthesis(hid, NET.atoms, h, w)
+    np.testing.assert_allclose(out, full[row0:row0 + rows], atol=1e-4)
+
+
+def test_weighted_energy_kernel():
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal((16, 20)).astype(np.float32)
+    wb = rng.uniform(0, 1, (4, 3)).astype(np.float32)
+    expect = np.sum(np.repeat(np.repeat(wb, 8, 0), 8, 1)[8:24, :20] * f.astype(np.float64) ** 2)
+    assert genk.weighted_energy_kernel(f, wb, 8) == pytest.approx(expect, rel=1e-6)
+
+
+def test_shipped_weights_record_how_they_were_made():
+    meta = NET.meta
+    for k in ("seed", "steps", "train", "held_out", "attacks", "torch"):
+        assert k in meta, k
+    assert not set(meta["train"]) & set(meta["held_out"])
+    assert pl.GENERATOR_FILE.stat().st_size < 4 * 2**20  # "a few MB at most"
+    json.dumps(meta)
+
+
+def test_adversarial_is_default_and_stripes_are_exact():
+    img = _image()
+    s = pl.Settings(0.4, "k")
+    assert s.method == "adversarial"
+    whole, rep = pl.protect_image(img, s)
+    for rows in (8, 24, 64):
+        striped, _ = pl.protect_image(img, s, stripe_rows=rows)
+        np.testing.assert_array_equal(striped, whole)
+    assert 30 < rep.psnr < 60
+
+
+def test_strength_is_monotonic_and_zero_is_identity():
+    img = _image(seed=4)
+    psnrs = [pl.protect_image(img, pl.Settings(st, "k"))[1].psnr for st in (0.1, 0.2, 0.4, 0.7, 1.0)]
+    assert all(a > b for a, b in zip(psnrs, psnrs[1:])), psnrs
+    same, _ = pl.protect_image(img, pl.Settings(0.0, "k"))
+    np.testing.assert_array_equal(same, img)
+
+
+def test_key_varies_the_perturbation():
+    img = _image(96, 96, seed=5)
+    d = [pl.protect_image(img, pl.Settings(0.4, key))[0].astype(np.float64) - img for key in ("alice", "bob")]
+    again = pl.protect_image(img, pl.Settings(0.4, "alice"))[0].astype(np.float64) - img
+    np.testing.assert_array_equal(again, d[0])
+    corr = np.corrcoef(d[0].ravel(), d[1].ravel())[0, 1]
+    assert corr < 0.9, corr
+
+
+def test_luminance_only_alpha_and_16bit():
+    img = _image(seed=6)
+    out, _ = pl.protect_image(img, pl.Settings(0.5, "k"))
+    d = out.astype(int) - img
+    inside = (img > 8).all(axis=2) & (img < 247).all(axis=2)  # no clipping there
+    assert np.array_equal(d[inside, 0], d[inside, 1]) and np.array_equal(d[inside, 1], d[inside, 2])
+    alpha = np.zeros(img.shape[:2], np.uint8)
+    alpha[:, :40] = 255
+    out_a, _ = pl.protect_image(img, pl.Settings(0.5, "k"), alpha=alpha)
+    np.testing.assert_array_equal(out_a[:, 40:], img[:, 40:])
+    img16 = img.astype(np.uint16) * 257
+    out16, rep16 = pl.protect_image(img16, pl.Settings(0.5, "k"))
+    assert out16.dtype == np.uint16 and 30 < rep16.psnr < 60
+    grey = img[:, :, :1].copy()
+    out_g, _ = pl.protect_image(grey, pl.Settings(0.5, "k"))
+    assert out_g.shape == grey.shape and not np.array_equal(out_g, grey)
+
+
+def test_torch_definition_matches_numba():
+    torch = pytest.importorskip("torch")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "design"))
+    import train_generator as tg
+
+    gen = tg.Generator(z_channels=NET.z_channels, hidden=NET.hidden)
+    with np.load(pl.GENERATOR_FILE) as z:
+        sd = gen.state_dict()
+        sd["l1.weight"] = torch.from_numpy(z["w1"])[:, :, None, None]
+        sd["l1.bias"] = torch.from_numpy(z["b1"])
+        sd["l2.weight"] = torch.from_numpy(z["w2"])
+        sd["l2.bias"] = torch.from_numpy(z["b2"])
+        sd["l3.weight"] = torch.from_numpy(z["atoms"])[:, None]
+    gen.load_state_dict(sd)
+    img = _image(64, 80, seed=7)
+    seed = np.uint64(4242)
+    field = pl.generator_field(img, seed)
+    zz = np.array([[[genk.block_normal(seed, by, bx, k) for bx in range(10)] for by in range(8)]
+                   for k in range(NET.z_channels)], np.float32)
+    lum = (pl.luma8(img) / 255.0).astype(np.float32)
+    with torch.no_grad():
+        t = gen(torch.from_numpy(lum[None, None]), torch.from_numpy(zz[None]))[0, 0].numpy()
+    np.testing.assert_allclose(field, t, atol=1e-5 * max(1.0, float(np.abs(t).max())))
+
+
+def test_region_mask_limits_the_generator():
+    img = _image(seed=8)
+    region = np.zeros(img.shape[:2], np.uint8)
+    region[:40, :] = 255
+    out, rep = pl.protect_image(img, pl.Settings(1.0, "k"), region=region)
+    np.testing.assert_array_equal(out[40:], img[40:])
+    assert not np.array_equal(out[:40], img[:40])
+    assert rep.coverage == pytest.approx(40 / img.shape[0])
