@@ -338,3 +338,24 @@ def test_mark_options_are_validated(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"nope")
     res = run("detect", tmp_path / "bad.png", "--key", "k")
     assert res.exit_code == 1 and "bad.png" in res.output
+
+
+def test_method_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from protect.cli import app
+
+    src = tmp_path / "a.png"
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(src)
+    runner = CliRunner()
+    bad = runner.invoke(app, ["run", str(src), "--method", "nope", "--key", "k"])
+    assert bad.exit_code == 2 and "--method" in bad.output
+    outs = {}
+    for m in ("adversarial", "texture"):
+        res = runner.invoke(app, ["run", str(src), "--method", m, "--key", "k", "--out", str(tmp_path / m)])
+        assert res.exit_code == 0, res.output
+        outs[m] = np.asarray(Image.open(tmp_path / m / "a.png"))
+    assert not np.array_equal(outs["adversarial"], outs["texture"])

@@ -55,7 +55,7 @@ def test_flat_fill_and_gradient_stay_clean_texture_gets_noise():
     ramp = np.linspace(60, 190, 128)[None, :, None]
     img[:48] = np.repeat(np.repeat(ramp, 48, 0), 3, 2).astype(np.uint8)  # smooth gradient band
     img[48:, :64] = 200  # flat fill (no lines)
-    out, rep = protect_image(img, Settings(1.0, "k"))
+    out, rep = protect_image(img, Settings(1.0, "k", "texture"))
     diff = np.abs(out.astype(int) - img)
     assert diff[:40].max() == 0, "gradient must stay untouched (rows beyond the mask window)"
     assert diff[56:, :50].max() == 0, "flat fill must stay untouched"
@@ -78,7 +78,7 @@ def test_region_mask_controls_where_noise_goes():
     img = textured()
     region = np.zeros(img.shape[:2], np.uint8)
     region[:48] = 255
-    out, _ = protect_image(img, Settings(1.0, "k"), region=region)
+    out, _ = protect_image(img, Settings(1.0, "k", "texture"), region=region)
     np.testing.assert_array_equal(out[48:], img[48:])
     assert np.abs(out[:48, 64:].astype(int) - img[:48, 64:]).mean() > 1.0
 

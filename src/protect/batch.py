@@ -34,7 +34,7 @@ import numpy as np
 
 from . import __version__
 from . import io as pio
-from .pipeline import ALGORITHM, Settings, diff_stats, protect_image
+from .pipeline import Settings, diff_stats, protect_image
 from .metadata import MetadataSettings, authorship_exif, optout_xmp
 from .provenance import ProvenanceError
 from .visible import VisibleMark, apply_visible
@@ -85,7 +85,7 @@ class Options:
             st = mask.stat()
             mask_id = [str(mask), st.st_size, st.st_mtime_ns]
         payload = json.dumps(
-            [__version__, ALGORITHM, self.settings.strength, key_id, self.format, self.jpeg_quality, mask_id,
+            [__version__, self.settings.algorithm, self.settings.strength, key_id, self.format, self.jpeg_quality, mask_id,
              self.mark.hex() if self.mark is not None else None,
              [self.metadata.opt_out, self.metadata.author, self.metadata.copyright],
              _visible_id(self.visible),

@@ -24,7 +24,7 @@ from . import __version__
 from . import io as pio
 from .batch import Options, default_workers, discover, run_batch, warm_jit
 from .metadata import MetadataSettings
-from .pipeline import Settings
+from .pipeline import METHODS, Settings
 from .userdirs import KEY_ENV, resolve_key
 
 
@@ -71,6 +71,10 @@ def run(
     paths: list[Path] = typer.Argument(..., help="Image files and folders (searched recursively).", exists=True),
     strength: float = typer.Option(0.4, "--strength", "-s", min=0.0, max=1.0,
                                    help="0 = unchanged ... 1 = strongest; 0.4 keeps the noise hard to see."),
+    method: str = typer.Option("adversarial", "--method",
+                               help="adversarial = noise designed against an image autoencoder (default); "
+                                    "texture = the older hand-shaped noise hidden in texture (least visible, "
+                                    "weakest effect)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
                                        help="Write outputs here, keeping relative paths and names."),
     key: Optional[str] = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
@@ -118,13 +122,15 @@ def run(
         out_format = pio.normalise_format(fmt) if fmt else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--format") from None
+    if method not in METHODS:
+        raise typer.BadParameter(f"choose one of {', '.join(METHODS)}", param_hint="--method")
     payload = _payload(mark, mark_hex)
     visible_mark = _visible(visible_text, visible_image, visible_position, visible_opacity, visible_scale)
     resolved = resolve_key(key)
     if resolved.created is not None and not quiet:
         _err(f"protect: created your secret key at {resolved.created} (keep it private; back it up)")
     options = Options(
-        settings=Settings(strength=strength, key=resolved.key),
+        settings=Settings(strength=strength, key=resolved.key, method=method),
         format=out_format,
         jpeg_quality=jpeg_quality,
         max_pixels=max_pixels,
