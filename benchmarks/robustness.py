@@ -42,7 +42,7 @@ from strength_curve import _png_size, image_files  # noqa: E402
 from protect import __version__  # noqa: E402
 from protect import io as pio  # noqa: E402
 from protect.declutter import attack_names  # noqa: E402
-from protect.pipeline import ALGORITHM, Settings, protect_image  # noqa: E402
+from protect.pipeline import Settings, protect_image  # noqa: E402
 from protect.declutter import apply_attack  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
 from protect.verify import flatten_8bit, verify_pair  # noqa: E402
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores",
         "mode": mode,
         "version": __version__,
-        "algorithm": ALGORITHM,
+        "algorithm": Settings().algorithm,
         "surrogate": surrogate,
         "seconds": round(time.perf_counter() - t0, 1),
     }

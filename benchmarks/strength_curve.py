@@ -1,6 +1,6 @@
 """Visibility of the protection per strength: PSNR, SSIMULACRA2 and PNG growth.
 
-    python benchmarks/strength_curve.py [--strengths 0.1,0.2,0.4,0.7,1.0] [--jobs 2]
+    python benchmarks/strength_curve.py [--strengths 0.1,0.2,0.4,0.7,1.0] [--jobs 2] [--method texture]
                                         [--corpus ../shared/corpus] [--markdown FILE]
 
 For every image of ``samples/`` and of the shared corpus (skipped when
@@ -42,14 +42,14 @@ def _png_size(pixels: np.ndarray, alpha: np.ndarray | None) -> int:
     return len(pio.encode_image(img))
 
 
-def measure(path: Path, strengths: list[float]) -> list[dict]:
+def measure(path: Path, strengths: list[float], method: str = "adversarial") -> list[dict]:
     img = pio.read_image(path, max_pixels=None)
     fr = img.frames[0]
     rng = 255 if fr.pixels.dtype == np.uint8 else 65535
     base = _png_size(fr.pixels, fr.alpha)
     rows = []
     for s in strengths:
-        out, rep = protect_image(fr.pixels, Settings(s, KEY), alpha=fr.alpha)
+        out, rep = protect_image(fr.pixels, Settings(s, KEY, method), alpha=fr.alpha)
         rows.append({
             "file": path.name,
             "strength": s,
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
+    ap.add_argument("--method", default="adversarial", help="perturbation method (adversarial or texture)")
     args = ap.parse_args(argv)
     strengths = [float(s) for s in args.strengths.split(",")]
     sets = {"samples": image_files(ROOT / "samples")}
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     all_rows: list[dict] = []
     with ProcessPoolExecutor(args.jobs) as pool:
         for name, files in sets.items():
-            futs = [pool.submit(measure, f, strengths) for f in files]
+            futs = [pool.submit(measure, f, strengths, args.method) for f in files]
             rows = [r for fut in futs for r in fut.result()]
             for r in rows:
                 print(f"  {name:8s} {r['file'][:32]:32s} s={r['strength']:.1f} PSNR {r['psnr']:5.1f} "
