@@ -162,3 +162,18 @@ def test_region_mask_limits_the_generator():
     np.testing.assert_array_equal(out[40:], img[40:])
     assert not np.array_equal(out[:40], img[:40])
     assert rep.coverage == pytest.approx(40 / img.shape[0])
+
+
+def test_transparent_canvas_does_not_dilute_the_strength():
+    # 16-bit, so rounding is negligible; the opaque part is flat (visibility weight 1), so
+    # the RMS of what was added there must be the amplitude, whatever hides under alpha 0.
+    rng = np.random.default_rng(9)
+    img = np.full((96, 96, 3), 30000, np.uint16)
+    img[:, 32:] = rng.integers(0, 65536, (96, 64, 3), dtype=np.uint16)  # busy pixels under alpha 0
+    alpha = np.zeros((96, 96), np.uint16)
+    alpha[:, :32] = 65535
+    settings = pl.Settings(1.0, "k")
+    out, _ = pl.protect_image(img, settings, alpha=alpha)
+    d = (out[8:-8, :24].astype(float) - img[8:-8, :24]) / 257.0  # away from the edges of the opaque part
+    assert np.sqrt(np.mean(d**2)) == pytest.approx(settings.amplitude, rel=0.15)
+    np.testing.assert_array_equal(out[:, 32:], img[:, 32:])

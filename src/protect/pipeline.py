@@ -296,9 +296,12 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
     visibility-weighted RMS is ``amplitude``, and add it to every channel in
     stripes; return how many pixels got weight > 0.1.
 
-    The field is synthesised twice per stripe (once to measure its energy,
-    once to apply it), so only the block-grid hidden vectors (1/64 of the
-    pixels times the hidden width) are held for the whole image.
+    The energy is measured over opaque pixels (weighted by alpha), so a
+    sprite on a transparent canvas gets the same visible strength as an
+    opaque picture.  The field is synthesised twice per stripe (once to
+    measure its energy, once to apply it), so only the block-grid hidden
+    vectors (1/64 of the pixels times the hidden width) are held for the
+    whole image.
     """
     net = generator_weights()
     h, w, _ = pixels.shape
@@ -306,11 +309,17 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
     weight = block_visibility_weight(var)
     field_buf = np.empty((stripe, w), np.float32)
     total = 0.0
+    opaque = float(h * w)
+    if alpha is not None:  # the scale is set on what can be seen: transparent pixels do not count
+        opaque = float(np.sum(alpha, dtype=np.float64)) / maxval
     for y0 in range(0, h, stripe):
-        field = field_buf[: min(h, y0 + stripe) - y0]
+        y1 = min(h, y0 + stripe)
+        field = field_buf[: y1 - y0]
         genk.synthesis_kernel(h2, net.atoms, y0, field)
+        if alpha is not None:
+            field *= np.sqrt(alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval))
         total += genk.weighted_energy_kernel(field, weight, y0)
-    vis_rms = math.sqrt(total / float(h * w))
+    vis_rms = math.sqrt(total / opaque) if opaque > 0 else 0.0
     if vis_rms == 0.0:
         out[...] = pixels
         return 0
