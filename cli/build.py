@@ -22,6 +22,7 @@ Notes on what the bundle needs:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,8 @@ def build(dist: Path, work: Path, clean: bool) -> Path:
         "--specpath", str(work),
         "--paths", str(ROOT / "src"),
         "--collect-submodules", "protect",
+        # the generator's weights are package data (kernels/generator.npz)
+        "--add-data", f"{ROOT / 'src' / 'protect' / 'kernels' / 'generator.npz'}{os.pathsep}protect/kernels",
     ]
     for h in HIDDEN:
         args += ["--hidden-import", h]
