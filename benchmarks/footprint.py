@@ -73,7 +73,9 @@ def _latent(u8: np.ndarray, crop: int) -> np.ndarray:
     return _ENC(x)
 
 
-def _ratio(o: np.ndarray, p: np.ndarray, g: np.ndarray, crop: int, z0: np.ndarray | None = None) -> float:
+def _ratio(o: np.ndarray, p: np.ndarray, g: np.ndarray, crop: int, z0: np.ndarray | None = None) -> float | None:
+    if np.array_equal(p, o):  # nothing was added here (e.g. the texture mask found no texture): no ratio
+        return None
     z0 = _latent(o, crop) if z0 is None else z0
     num = np.linalg.norm(_latent(p, crop) - z0)
     den = np.linalg.norm(_latent(g, crop) - z0)
