@@ -67,7 +67,7 @@ def median_time(fn, repeat: int) -> float:
 
 def kernels_once(img: np.ndarray, out: np.ndarray) -> None:
     """The kernel part of protect_image: luma, mask, noise, apply, in stripes."""
-    pl.perturb_stripes(img, np.uint64(7), np.float32(pl.AMPLITUDE_AT_FULL_STRENGTH * 0.4), 255, None, None,
+    pl.perturb_stripes(img, np.uint64(7), np.float32(pl.AMPLITUDES_AT_FULL_STRENGTH["texture"] * 0.4), 255, None, None,
                        pl.STRIPE_ROWS, out)
 
 

@@ -42,11 +42,10 @@ ALGORITHM = ALGORITHMS[DEFAULT_METHOD]
 #: Amplitude at strength 1, in 8-bit code values, per method; strength
 #: scales it linearly.  "texture": peak of the unit-RMS noise field before
 #: masking.  "adversarial": visibility-weighted RMS of the generator's field
-#: (see :data:`GEN_FLAT_WEIGHT`).  Both calibrated so that strength 0.4
+#: (see :func:`block_visibility_weight`).  Both calibrated so that strength 0.4
 #: keeps the median SSIMULACRA2 >= 85 on samples/ and the shared corpus
 #: (``benchmarks/strength_curve.py``; README).
 AMPLITUDES_AT_FULL_STRENGTH = {"adversarial": 2.25, "texture": 18.0}
-AMPLITUDE_AT_FULL_STRENGTH = AMPLITUDES_AT_FULL_STRENGTH["texture"]
 
 #: Visibility weight of a block, used to scale the generator's field: flat
 #: blocks weigh 1, textured ones GEN_TEXTURED_WEIGHT, with the transition at
@@ -291,6 +290,16 @@ def block_visibility_weight(var: np.ndarray) -> np.ndarray:
     return (np.float32(GEN_TEXTURED_WEIGHT) + np.float32(1.0 - GEN_TEXTURED_WEIGHT) / (1.0 + t)).astype(np.float32)
 
 
+def _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval) -> int:
+    """Multiply a stripe's ``gain`` by alpha (opacity) and the artist's region
+    mask, in place; return how many of its pixels keep weight > 0.1."""
+    if alpha is not None:
+        gain *= alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval)
+    if region is not None:
+        gain *= region[y0:y1].astype(np.float32) * np.float32(1.0 / 255.0)
+    return int(np.count_nonzero(gain > 0.1))
+
+
 def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out) -> int:
     """The "adversarial" method: run the generator, scale its field so that its
     visibility-weighted RMS is ``amplitude``, and add it to every channel in
@@ -331,11 +340,7 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
         field = field_buf[: y1 - y0]
         gain = gain_buf[: y1 - y0]
         gain[...] = 1.0
-        if alpha is not None:
-            gain *= alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval)
-        if region is not None:
-            gain *= region[y0:y1].astype(np.float32) * np.float32(1.0 / 255.0)
-        covered += int(np.count_nonzero(gain > 0.1))
+        covered += _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval)
         genk.synthesis_kernel(h2, net.atoms, y0, field)
         perturb.apply_noise_kernel(pixels[y0:y1], field, gain, scale, maxval, out[y0:y1])
     return covered
@@ -366,14 +371,14 @@ def perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out)
             lum, MASK_RADIUS, np.float32(MASK_T_LOW), np.float32(MASK_T_HIGH), np.float32(MASK_G_T),
             np.float32(MASK_D_LOW), np.float32(MASK_D_HIGH), np.float32(MASK_DARK), y0 - a0, gain,
         )
-        if alpha is not None:
-            gain *= alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval)
-        if region is not None:
-            gain *= region[y0:y1].astype(np.float32) * np.float32(1.0 / 255.0)
-        covered += int(np.count_nonzero(gain > 0.1))
+        covered += _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval)
         perturb.dct_noise_kernel(seed, _ATOMS, y0, 0, gain, noise)
         perturb.apply_noise_kernel(pixels[y0:y1], noise, gain, amplitude, maxval, out[y0:y1])
     return covered
+
+
+#: The stripe runner of each method (same signature, same return value).
+_STRIPE_RUNNERS = {"adversarial": generator_stripes, "texture": perturb_stripes}
 
 
 def protect_image(
@@ -424,8 +429,7 @@ def protect_image(
 
     seed = derive_seed(settings.key, pixels, settings.algorithm)
     amplitude = np.float32(settings.amplitude * maxval / 255.0)
-    run = generator_stripes if settings.method == "adversarial" else perturb_stripes
-    covered = run(pixels, seed, amplitude, maxval, alpha, region, stripe, out)
+    covered = _STRIPE_RUNNERS[settings.method](pixels, seed, amplitude, maxval, alpha, region, stripe, out)
     psnr, max_abs = diff_stats(pixels, out)
     report = ProtectReport(
         psnr=psnr,
