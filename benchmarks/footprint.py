@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from strength_curve import image_files  # noqa: E402
 
 from protect import io as pio  # noqa: E402
-from protect.declutter import apply_attack, attack_names  # noqa: E402
+from protect.declutter import _capped_size, _resize, apply_attack, attack_names  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
 from protect.pipeline import METHODS, Settings, protect_image  # noqa: E402
-from protect.verify import _center_crop, flatten_8bit, gaussian_twin  # noqa: E402
+from protect.verify import _center_crop, _encoder_input, flatten_8bit, gaussian_twin  # noqa: E402
 
 KEY = "footprint-benchmark"
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -64,13 +64,8 @@ def _init(threads: int) -> None:
     _ENC = load_encoder(threads=threads)
 
 
-def _rgb(u8: np.ndarray) -> np.ndarray:
-    return np.repeat(u8, 3, axis=2) if u8.shape[2] == 1 else u8
-
-
 def _latent(u8: np.ndarray, crop: int) -> np.ndarray:
-    x = _center_crop(_rgb(u8), crop).astype(np.float32) / np.float32(255.0)
-    return _ENC(x)
+    return _ENC(_encoder_input(u8, crop))
 
 
 def _ratio(o: np.ndarray, p: np.ndarray, g: np.ndarray, crop: int, z0: np.ndarray | None = None) -> float | None:
@@ -87,10 +82,8 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _area(u8: np.ndarray, long_side: int) -> np.ndarray:
-    h, w = u8.shape[:2]
-    s = long_side / max(h, w)
-    out = cv2.resize(u8, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return out[:, :, None] if out.ndim == 2 else out
+    """Area downscale to ``long_side`` as a training pipeline would (callers skip smaller images)."""
+    return _resize(u8, *_capped_size(*u8.shape[:2], long_side), cv2.INTER_AREA)
 
 
 def measure(job: tuple) -> list[dict]:
