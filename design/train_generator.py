@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from protect.pipeline import dct_basis  # noqa: E402
 from protect.surrogate import load_encoder  # noqa: E402
 
 SEED = 20261122
@@ -70,19 +70,10 @@ HELD_OUT = {
 }
 
 
-def dct_matrix(n: int = 8) -> np.ndarray:
-    """Orthonormal DCT-II matrix (rows are basis vectors)."""
-    k = np.arange(n)[:, None]
-    i = np.arange(n)[None, :]
-    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
-    m[0] /= math.sqrt(2.0)
-    return m.astype(np.float32)
-
-
 class Generator(nn.Module):
     def __init__(self, z_channels: int = Z_CHANNELS, hidden: int = HIDDEN):
         super().__init__()
-        d = torch.from_numpy(dct_matrix())
+        d = torch.from_numpy(dct_basis())
         # analysis filters: 64 8x8 kernels, basis (u, v) = d[u]^T d[v]
         self.register_buffer("dct", torch.einsum("ui,vj->uvij", d, d).reshape(64, 1, 8, 8))
         self.l1 = nn.Conv2d(64 + z_channels, hidden, 1)
@@ -266,6 +257,20 @@ def export(gen: Generator, path: Path, meta: dict) -> None:
         atoms=sd["l3.weight"][:, 0],  # (hidden, 16, 16)
         meta=np.array(json.dumps(meta)),
     )
+
+
+def load_exported(path: Path) -> Generator:
+    """The inverse of :func:`export`: a torch Generator holding the weights of an npz."""
+    with np.load(path, allow_pickle=False) as z:
+        gen = Generator(z_channels=z["w1"].shape[1] - 64, hidden=z["w1"].shape[0])
+        sd = gen.state_dict()
+        sd["l1.weight"] = torch.from_numpy(z["w1"])[:, :, None, None]
+        sd["l1.bias"] = torch.from_numpy(z["b1"])
+        sd["l2.weight"] = torch.from_numpy(z["w2"])
+        sd["l2.bias"] = torch.from_numpy(z["b2"])
+        sd["l3.weight"] = torch.from_numpy(z["atoms"])[:, None]
+    gen.load_state_dict(sd)
+    return gen
 
 
 def main(argv=None) -> int:

@@ -134,15 +134,7 @@ def test_torch_definition_matches_numba():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "design"))
     import train_generator as tg
 
-    gen = tg.Generator(z_channels=NET.z_channels, hidden=NET.hidden)
-    with np.load(pl.GENERATOR_FILE) as z:
-        sd = gen.state_dict()
-        sd["l1.weight"] = torch.from_numpy(z["w1"])[:, :, None, None]
-        sd["l1.bias"] = torch.from_numpy(z["b1"])
-        sd["l2.weight"] = torch.from_numpy(z["w2"])
-        sd["l2.bias"] = torch.from_numpy(z["b2"])
-        sd["l3.weight"] = torch.from_numpy(z["atoms"])[:, None]
-    gen.load_state_dict(sd)
+    gen = tg.load_exported(pl.GENERATOR_FILE)
     img = _image(64, 80, seed=7)
     seed = np.uint64(4242)
     field = pl.generator_field(img, seed)
