@@ -392,13 +392,14 @@ def _acf(r: np.ndarray, side: int) -> np.ndarray:
     mark become sharp peaks at the lattice vectors."""
     h, w = r.shape
     ch, cw = min(h, side), min(w, side)
-    crop = r[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw].astype(np.float64)
-    crop = (crop - crop.mean()) * np.outer(np.hanning(ch), np.hanning(cw))
-    power = np.fft.fftshift(np.abs(np.fft.fft2(crop)) ** 2)
-    local = cv2.GaussianBlur(power.astype(np.float32), (0, 0), WHITEN_SIGMA).astype(np.float64)
-    white = np.minimum(power / (local + 1e-12) - 1.0, 20.0)  # a cap keeps one artwork spike from dominating
-    acf = np.real(np.fft.ifft2(np.fft.ifftshift(white)))
-    return acf / max(acf[0, 0], 1e-12)
+    crop = r[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw].astype(np.float32)
+    crop = (crop - crop.mean()) * np.outer(np.hanning(ch), np.hanning(cw)).astype(np.float32)
+    # half spectrum (the crop is real), rows centred so the blur sees neighbouring frequencies
+    power = np.fft.fftshift(np.abs(np.fft.rfft2(crop)) ** 2, axes=0).astype(np.float32)
+    local = cv2.GaussianBlur(power, (0, 0), WHITEN_SIGMA, borderType=cv2.BORDER_REFLECT)
+    white = np.minimum(power / (local + np.float32(1e-12)) - 1.0, 20.0)  # a cap: no one artwork spike dominates
+    acf = np.fft.irfft2(np.fft.ifftshift(white, axes=0), s=crop.shape)
+    return acf / max(float(acf[0, 0]), 1e-12)
 
 
 def _sample(acf: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
