@@ -139,13 +139,12 @@ def test_mark_is_luminance_only_keeps_alpha_zero_pixels_dtype_and_grey():
     grey = wm.embed_mark(img[..., :1], PAYLOAD, "k")
     assert grey.shape == (160, 200, 1) and grey.dtype == np.uint8
     # the change is the tiled pattern times the gain map, rounded to the dtype's code values
-    tile = wm.mark_tile(PAYLOAD, "k").astype(float)
-    expected = np.tile(tile, (2, 2))[:160, :200] * wm.mark_gain(img, alpha=alpha)
-    assert np.abs(d[..., 0] - expected)[unclipped].max() <= 0.5 + 1e-4
+    pattern = np.tile(wm.mark_tile(PAYLOAD, "k").astype(float), (2, 2))[:160, :200]
+    assert np.abs(d[..., 0] - pattern * wm.mark_gain(img, alpha=alpha))[unclipped].max() <= 0.5 + 1e-4
     wide = wm.embed_mark(img.astype(np.uint16) * 257, PAYLOAD, "k")
     assert wide.dtype == np.uint16
     wide_change = wide[..., 0].astype(float) / 257 - img[..., 0]
-    assert np.abs(wide_change - np.tile(tile, (2, 2))[:160, :200] * wm.mark_gain(img))[unclipped].max() <= 0.5 / 257 + 1e-4
+    assert np.abs(wide_change - pattern * wm.mark_gain(img))[unclipped].max() <= 0.5 / 257 + 1e-4
     assert 20 * math.log10(255 / np.sqrt(np.mean(d.astype(float) ** 2))) > 42
 
 

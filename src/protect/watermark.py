@@ -384,15 +384,22 @@ def _residual(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     return r
 
 
+def _centre(r: np.ndarray, side: int) -> np.ndarray:
+    """The centre crop of ``r``, at most ``side`` square."""
+    h, w = r.shape
+    ch, cw = min(h, side), min(w, side)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return r[y0:y0 + ch, x0:x0 + cw]
+
+
 def _acf(r: np.ndarray, side: int) -> np.ndarray:
     """Whitened autocorrelation of a centre crop (at most ``side`` square),
     normalised to 1 at lag 0: the inverse transform of the power spectrum
     divided by its own local average (Gaussian, ``WHITEN_SIGMA`` bins), so
     the artwork's smooth spectrum flattens out and the spikes of a periodic
     mark become sharp peaks at the lattice vectors."""
-    h, w = r.shape
-    ch, cw = min(h, side), min(w, side)
-    crop = r[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw].astype(np.float32)
+    crop = _centre(r, side).astype(np.float32)
+    ch, cw = crop.shape
     crop = (crop - crop.mean()) * np.outer(np.hanning(ch), np.hanning(cw)).astype(np.float32)
     # half spectrum (the crop is real), rows centred so the blur sees neighbouring frequencies
     power = np.fft.fftshift(np.abs(np.fft.rfft2(crop)) ** 2, axes=0).astype(np.float32)
@@ -491,14 +498,18 @@ def _rings() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return ring, inband, fy, fx
 
 
+def _ring_mean(rings: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` per ring index (0 for a ring with no values)."""
+    total = np.bincount(rings.ravel(), weights=values.ravel(), minlength=SYNC_RINGS)
+    return total / np.maximum(np.bincount(rings.ravel(), minlength=SYNC_RINGS), 1)
+
+
 def _whiten(spec: np.ndarray) -> np.ndarray:
     """Divide a folded tile's spectrum by the RMS magnitude of its ring, so
     the correlation weighs every ring of the band alike whatever the artwork
     left in it (a square root of full whitening: measured best)."""
     ring, inband, _, _ = _rings()
-    power = np.bincount(ring[inband], weights=np.abs(spec[inband]) ** 2, minlength=SYNC_RINGS)
-    count = np.bincount(ring[inband], minlength=SYNC_RINGS)
-    rms = np.sqrt(power / np.maximum(count, 1)) + 1e-20
+    rms = np.sqrt(_ring_mean(ring[inband], np.abs(spec[inband]) ** 2)) + 1e-20
     return spec / rms[ring]
 
 
@@ -524,12 +535,9 @@ def _soft_bits(spec: np.ndarray, lay: _Layout) -> np.ndarray:
     ref = spec[lay.ref_rows, lay.ref_cols] * np.conj(lay.ref_phase)
     data = spec[lay.bit_rows, lay.bit_cols] * np.conj(lay.bit_phase)
     ref_ring, data_ring = ring[lay.ref_rows, lay.ref_cols], ring[lay.bit_rows, lay.bit_cols]
-    gain = np.bincount(ref_ring, weights=ref.real, minlength=SYNC_RINGS) / np.maximum(
-        np.bincount(ref_ring, minlength=SYNC_RINGS), 1)
-    noise = (np.bincount(ref_ring, weights=ref.imag**2, minlength=SYNC_RINGS)
-             + np.bincount(data_ring.ravel(), weights=(data.imag**2).ravel(), minlength=SYNC_RINGS))
-    noise /= np.maximum(np.bincount(ref_ring, minlength=SYNC_RINGS)
-                        + np.bincount(data_ring.ravel(), minlength=SYNC_RINGS), 1)
+    gain = _ring_mean(ref_ring, ref.real)
+    noise = _ring_mean(np.concatenate([ref_ring, data_ring.ravel()]),
+                       np.concatenate([ref.imag, data.imag.ravel()]) ** 2)
     weight = np.maximum(gain, 0.0) / (noise + 1e-30)
     soft = (data.real * weight[data_ring]).sum(axis=1)
     return soft / (np.abs(soft).mean() + 1e-30)
@@ -558,9 +566,7 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
 
     if len(candidates) > 1 and r.size > RANK_CROP**2:
         # rank the lattices on a centre crop, then measure the best on the whole image
-        h, w = r.shape
-        y0, x0 = (h - min(h, RANK_CROP)) // 2, (w - min(w, RANK_CROP)) // 2
-        crop = r[y0:y0 + RANK_CROP, x0:x0 + RANK_CROP]
+        crop = _centre(r, RANK_CROP)
         candidates = [max(candidates, key=lambda c: sync(crop, *c)[0])]
     best = None
     for scale, angle in candidates:
