@@ -29,6 +29,11 @@ def sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+def outputs(root: Path) -> list[str]:
+    """The images under ``root`` (relative paths), leaving out protect's hidden state files."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
 def make_tree(root: Path) -> dict[str, str]:
     (root / "sub" / "deeper").mkdir(parents=True)
     Image.fromarray(textured(seed=1)).save(root / "a.png")
@@ -45,8 +50,7 @@ def test_folder_mirrored_originals_untouched_rerun_skips(tmp_path):
     res = run(src, "--strength", "0.4", "--json", tmp_path / "r.json", "--workers", "1")
     assert res.exit_code == 0, res.output
     out = tmp_path / "art_protected"
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "a.png", "sub/b.jpg", "sub/deeper/c.webp"]
+    assert outputs(out) == ["a.png", "sub/b.jpg", "sub/deeper/c.webp"]
     assert {str(p.relative_to(src)): sha(p) for p in src.rglob("*") if p.is_file()} == hashes
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["protected"] == 3 and report["failed"] == 0
@@ -64,6 +68,24 @@ def test_folder_mirrored_originals_untouched_rerun_skips(tmp_path):
     res4 = run(src, "--strength", "0.5", "--overwrite", "--json", tmp_path / "r4.json", "--workers", "1")
     assert json.loads((tmp_path / "r4.json").read_text())["protected"] == 3
     assert res3.exit_code == res4.exit_code == 0
+
+
+def test_state_lives_beside_outputs_so_another_client_sees_it(tmp_path, monkeypatch):
+    """A rerun from another user (other cache folder) still knows which settings made the outputs."""
+    src = tmp_path / "art"
+    src.mkdir()
+    make_tree(src)
+    assert run(src, "--key", "k", "--workers", "1").exit_code == 0
+    out = tmp_path / "art_protected"
+    assert (out / batch.STATE_NAME).is_file() and (out / "sub" / "deeper" / batch.STATE_NAME).is_file()
+    record = json.loads((out / "sub" / batch.STATE_NAME).read_text())
+    assert list(record) == ["b.jpg"] and set(record["b.jpg"]) == {"src", "dst", "fp"}
+    monkeypatch.setenv("PROTECT_CACHE_DIR", str(tmp_path / "other-client-cache"))
+    res = run(src, "--key", "k", "--workers", "1", "--json", tmp_path / "same.json")
+    assert json.loads((tmp_path / "same.json").read_text())["skipped"] == 3, res.output
+    # outputs are newer than their sources, so only the record can tell that the strength changed
+    res = run(src, "--key", "k", "--strength", "0.5", "--workers", "1", "--json", tmp_path / "changed.json")
+    assert json.loads((tmp_path / "changed.json").read_text())["protected"] == 3, res.output
 
 
 def test_single_file_gets_suffix_beside_it(tmp_path):
@@ -84,8 +106,7 @@ def test_out_inside_input_is_not_reprocessed(tmp_path):
     for _ in range(2):
         res = run(src, "--out", out, "--json", tmp_path / "r.json", "--workers", "1")
         assert res.exit_code == 0
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "a.png", "sub/b.jpg", "sub/deeper/c.webp"]
+    assert outputs(out) == ["a.png", "sub/b.jpg", "sub/deeper/c.webp"]
     assert json.loads((tmp_path / "r.json").read_text())["skipped"] == 3
 
 
@@ -164,9 +185,10 @@ def test_key_file_created_private_printed_once_never_in_outputs(tmp_path):
         assert key.encode() not in p.read_bytes()
     assert key not in res.output + res2.output
     cache = Path(os.environ["PROTECT_CACHE_DIR"])
-    for p in cache.rglob("*"):
+    for p in [*cache.rglob("*"), tmp_path / batch.STATE_NAME]:
         if p.is_file():
             assert key.encode() not in p.read_bytes()
+    assert (tmp_path / batch.STATE_NAME).is_file()
 
 
 def test_key_option_env_and_file_give_different_results(tmp_path):
@@ -198,10 +220,10 @@ def test_interrupted_run_resumes_without_half_written_files(tmp_path, monkeypatc
     res = run(src, "--workers", "1")
     assert res.exit_code != 0
     out = tmp_path / "art_protected"
-    written = sorted(p.name for p in out.iterdir())
-    assert written == ["0.png", "1.png", "2.png"]  # complete files only, no temp files
-    for p in out.iterdir():
-        Image.open(p).load()
+    assert outputs(out) == ["0.png", "1.png", "2.png"]  # complete files only, no temp files
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [batch.STATE_NAME]
+    for name in outputs(out):
+        Image.open(out / name).load()
     monkeypatch.setattr(batch, "protect_file", real)
     res = run(src, "--workers", "1", "--json", tmp_path / "r.json")
     rep = json.loads((tmp_path / "r.json").read_text())
@@ -214,8 +236,9 @@ def test_two_workers_match_one_worker(tmp_path):
     r1 = run(src, "--out", tmp_path / "one", "--workers", "1")
     r2 = run(src, "--out", tmp_path / "two", "--workers", "2")
     assert r1.exit_code == r2.exit_code == 0
-    for p in (tmp_path / "one").iterdir():
-        assert p.read_bytes() == (tmp_path / "two" / p.name).read_bytes(), p.name
+    assert outputs(tmp_path / "one") == outputs(tmp_path / "two") and outputs(tmp_path / "one")
+    for name in outputs(tmp_path / "one"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
 
 
 def test_verify_adds_perceptual_score(tmp_path):

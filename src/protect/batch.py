@@ -10,10 +10,12 @@ Rules (see README, "Where outputs go"):
   files whose name ends in ``_protected``, the ``--out`` folder, and the
   temporary files of atomic writes, so protect never picks up its own outputs;
 * an output is up to date when it exists, the source has not changed since
-  it was written, and the settings are the same (recorded in a small state
-  file in the user's cache folder; without a record, an output newer than its
-  source counts as up to date).  Up-to-date outputs are skipped unless
-  ``--overwrite``; that makes an interrupted run resumable.
+  it was written, and the settings are the same (recorded in a small hidden
+  state file, ``.protect-state.json``, in each output folder, so every
+  machine that sees the outputs, e.g. the workers of a cluster and a rerun
+  from another client, sees the record too; without a record, an output
+  newer than its source counts as up to date).  Up-to-date outputs are
+  skipped unless ``--overwrite``; that makes an interrupted run resumable.
 
 Each file is processed in its own ``try``: a bad file costs one line naming
 it and the reason, and the batch goes on.
@@ -21,6 +23,7 @@ it and the reason, and the batch goes on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,9 +42,12 @@ from .metadata import MetadataSettings, authorship_exif, optout_xmp
 from .provenance import ProvenanceError
 from .visible import VisibleMark, apply_visible
 from .watermark import embed_mark
-from .userdirs import cache_dir
 
 SUFFIX = "_protected"
+
+#: Name of the skip-if-done record kept in every output folder (hidden, so
+#: discovery never takes it for an input and file browsers hide it).
+STATE_NAME = ".protect-state.json"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -76,10 +82,11 @@ class Options:
     def fingerprint(self, mask: Path | None) -> str:
         """Digest of every setting that changes the output bytes.
 
-        The key enters only as a keyed digest, never in clear; the result is
-        stored in the user's own cache folder, never in outputs.
+        The key enters only through :func:`key_id` (a slow, salted digest),
+        never in clear; the result is stored in the state file beside the
+        outputs, never in the images.
         """
-        key_id = hashlib.blake2b(self.settings.key.encode(), digest_size=16, person=b"protect-keyid").hexdigest()
+        key_id = _key_id(self.settings.key)
         mask_id = None
         if mask is not None:
             st = mask.stat()
@@ -262,29 +269,47 @@ def discover(paths: Iterable[Path], *, out: Path | None = None, fmt: str | None 
 # ---------------------------------------------------------------- state file
 
 
+@functools.lru_cache(maxsize=8)
+def _key_id(key: str) -> str:
+    """A digest that names the key in the state file without revealing it.
+
+    The state file sits beside the outputs, which get published, so the
+    digest is scrypt (2^14, 8, 1: about 50 ms, 16 MiB), not a fast hash: a
+    dictionary attack on a weak key costs that much per guess.
+    """
+    return hashlib.scrypt(key.encode(), salt=b"protect-keyid-v1", n=2**14, r=8, p=1, dklen=16).hex()
+
+
 class State:
     """What was written, with which settings: the skip-if-done record.
 
-    One JSON file per output location in the user's cache folder, rewritten
-    atomically.  Losing it is harmless (see the module docstring).
+    One JSON file, :data:`STATE_NAME`, in every output folder, mapping each
+    output's file name to the source and output stamps (size, mtime) and the
+    settings fingerprint.  It lives beside the outputs so that any machine
+    seeing them sees it (cluster workers, a rerun from another client).  The
+    client alone reads and writes it, atomically; losing it is harmless (see
+    the module docstring).
     """
 
-    def __init__(self, path: Path | None):
-        self.path = path
-        self.entries: dict[str, dict] = {}
-        if path is not None:
-            try:
-                self.entries = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                self.entries = {}
+    def __init__(self) -> None:
+        self._folders: dict[Path, dict[str, dict]] = {}
+        self._dirty: set[Path] = set()
 
     @classmethod
-    def for_jobs(cls, jobs: list[Job]) -> State:
-        if not jobs:
-            return cls(None)
-        anchor = os.path.commonpath([str(j.dst.resolve().parent) for j in jobs])
-        name = hashlib.sha256(anchor.encode()).hexdigest()[:20] + ".json"
-        return cls(cache_dir() / "state" / name)
+    def for_jobs(cls, jobs: list[Job]) -> State:  # noqa: ARG003 - folders are loaded as they are met
+        return cls()
+
+    def _entries(self, folder: Path) -> dict[str, dict]:
+        entries = self._folders.get(folder)
+        if entries is None:
+            try:
+                entries = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
+                if not isinstance(entries, dict):
+                    entries = {}
+            except (OSError, ValueError):
+                entries = {}
+            self._folders[folder] = entries
+        return entries
 
     @staticmethod
     def _stamp(p: Path) -> list[int]:
@@ -297,26 +322,28 @@ class State:
             src_stamp = self._stamp(job.src)
         except OSError:
             return False
-        rec = self.entries.get(str(job.dst.resolve()))
+        dst = job.dst.resolve()
+        rec = self._entries(dst.parent).get(dst.name)
         if rec is None:
             return dst_stamp[1] >= src_stamp[1]
         return rec == {"src": src_stamp, "dst": dst_stamp, "fp": fingerprint}
 
     def record(self, job: Job, fingerprint: str) -> None:
+        dst = job.dst.resolve()
         try:
-            self.entries[str(job.dst.resolve())] = {
-                "src": self._stamp(job.src), "dst": self._stamp(job.dst), "fp": fingerprint,
-            }
+            rec = {"src": self._stamp(job.src), "dst": self._stamp(dst), "fp": fingerprint}
         except OSError:
-            pass
+            return
+        self._entries(dst.parent)[dst.name] = rec
+        self._dirty.add(dst.parent)
 
     def save(self) -> None:
-        if self.path is None:
-            return
-        try:
-            pio.atomic_write_bytes(self.path, json.dumps(self.entries).encode())
-        except OSError:
-            pass  # a cache that cannot be written only costs re-work next time
+        for folder in sorted(self._dirty):
+            try:
+                pio.atomic_write_bytes(folder / STATE_NAME, json.dumps(self._folders[folder]).encode())
+            except OSError:
+                pass  # a record that cannot be written only costs re-work next time
+        self._dirty.clear()
 
 
 # ---------------------------------------------------------------- processing
