@@ -266,6 +266,29 @@ def detect(
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command("ui")
+def ui(
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0 = any free port)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
+                                       help="Output folder (default: ~/Pictures/protected); changeable on the page."),
+    key: Optional[str] = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
+                                      help="Your secret key (default: one generated and kept in your config folder)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Only print the address; do not open a browser."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Parallel processes (0 = all cores)."),
+) -> None:
+    """Open the protect page in your browser: a local page (this computer only), English and Japanese.
+
+    Needs the ui extra: pip install "protect[ui]".  Stop it with Ctrl+C.
+    """
+    from .ui import serve
+
+    def announce(line: str) -> None:
+        print(line, file=sys.stderr if line.startswith("error") else sys.stdout, flush=True)
+
+    raise typer.Exit(serve(port=port, out_dir=out, key=key, open_browser=not no_browser, workers=workers,
+                           announce=announce))
+
+
 def _parse_attacks(spec: Optional[str], param_hint: str = "--attacks") -> Optional[list[str]]:
     from .declutter import ATTACKS
 

@@ -39,6 +39,11 @@ METHODS = tuple(ALGORITHMS)
 DEFAULT_METHOD = "adversarial"
 ALGORITHM = ALGORITHMS[DEFAULT_METHOD]
 
+#: The default strength, and the named presets the page and the app offer
+#: (artist-facing names for strengths of the default method).
+DEFAULT_STRENGTH = 0.4
+STRENGTH_PRESETS = {"light": 0.2, "standard": DEFAULT_STRENGTH, "strong": 0.7}
+
 #: Amplitude at strength 1, in 8-bit code values, per method; strength
 #: scales it linearly.  "texture": peak of the unit-RMS noise field before
 #: masking.  "adversarial": visibility-weighted RMS of the generator's field
@@ -132,7 +137,7 @@ class Settings:
         (default), or the hand-shaped texture-masked noise.
     """
 
-    strength: float = 0.4
+    strength: float = DEFAULT_STRENGTH
     key: str = ""
     method: str = DEFAULT_METHOD
 
