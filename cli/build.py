@@ -16,7 +16,10 @@ Notes on what the bundle needs:
 * typer's help output uses rich, which imports some modules lazily: they
   are listed as hidden imports;
 * torch is never bundled (``--exclude-module torch``): the app does not
-  measure, it only protects.
+  measure, it only protects;
+* with the ``ui`` extra installed, the page (``protect.ui``: its static files,
+  Starlette, uvicorn, python-multipart) is bundled too, and the app opens it
+  when started without files.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ EXCLUDE = ["torch", "tkinter", "matplotlib", "IPython", "pytest", "ssimulacra2",
            "pydantic_core", "yaml", "setuptools", "pkg_resources", "jinja2", "markupsafe", "charset_normalizer"]
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def build(dist: Path, work: Path, clean: bool) -> Path:
     import PyInstaller.__main__
 
@@ -55,6 +64,10 @@ def build(dist: Path, work: Path, clean: bool) -> Path:
         # the generator's weights are package data (kernels/generator.npz)
         "--add-data", f"{ROOT / 'src' / 'protect' / 'kernels' / 'generator.npz'}{os.pathsep}protect/kernels",
     ]
+    if _has("starlette") and _has("uvicorn"):  # the page (protect[ui]): opened when started without files
+        args += ["--add-data", f"{ROOT / 'src' / 'protect' / 'ui' / 'static'}{os.pathsep}protect/ui/static",
+                 "--collect-submodules", "uvicorn", "--collect-submodules", "starlette"]
+        args += ["--collect-submodules", "python_multipart" if _has("python_multipart") else "multipart"]
     for h in HIDDEN:
         args += ["--hidden-import", h]
     for e in EXCLUDE:

@@ -4,8 +4,10 @@ Drop image files or folders on the executable: each is protected with the
 default settings (or those of a ``protect.toml`` next to the executable),
 ``_protected`` copies are written beside the originals, a progress bar and a
 plain-language summary are shown, and, when the window was opened by the
-drop, it waits for Enter before closing.  With nothing dropped it explains
-how to use it.
+drop, it waits for Enter before closing.  Started with nothing dropped (a
+double click) it opens the protect page (``protect ui``) in the browser;
+``--help`` explains how to use it.  Messages are in Japanese when the
+system's language is Japanese (or ``PROTECT_LANG=ja``), else in English.
 
 Frozen-app details handled here, before anything imports numba:
 
@@ -34,13 +36,14 @@ import sys
 from pathlib import Path
 
 SETTINGS_FILE = "protect.toml"
-DEFAULTS = {"strength": 0.4, "workers": 0, "format": None, "jpeg_quality": 95,
+DEFAULTS = {"strength": None, "workers": 0, "format": None, "jpeg_quality": 95,
             "author": None, "copyright": None, "mark": None, "visible": None, "opt_out": True}
 
 USAGE = """\
 protect - adds low-visibility protection noise to your pictures.
 
 How to use it: drag pictures, or folders of pictures, onto this program's icon.
+Or double-click it: the protect page opens in your web browser.
 Protected copies are saved next to them (a folder "X" becomes "X_protected",
 a picture "a.png" becomes "a_protected.png"). Your originals are never changed.
 
@@ -59,6 +62,82 @@ The pictures also get a "no AI training" notice in their metadata
 
 Command-line users: this program takes the same paths as "protect PATHS...".
 """
+
+USAGE_JA = """\
+protect - 投稿する前に、見えにくい保護ノイズを画像に加えます。
+
+使い方：画像（または画像の入ったフォルダ）を、このプログラムのアイコンにドラッグ＆ドロップします。
+またはダブルクリックすると、ブラウザで protect のページが開きます。
+保護した画像は元の画像の隣に保存されます（フォルダ「X」は「X_protected」に、
+画像「a.png」は「a_protected.png」になります）。元の画像は一切変更されません。
+
+設定：このプログラムと同じ場所に protect.toml というファイルを置きます（例は protect.toml.example）。
+    strength = 0.4        # 0.1 = ごく弱い … 1.0 = 最強
+    visible = "(c) Your Name"     # 右下に見えるサイン
+    mark = "yourname"             # 見えない透かし（半角英数字 8 文字まで）
+
+画像のメタデータには「AI学習禁止」の意思表示も入ります（opt_out = false で無効）。
+"""
+
+MESSAGES = {
+    "en": {
+        "key_created": "Created your secret key: {path}\nKeep it private and back it up (a copy on a USB stick or in a "
+                       "password manager): without it your invisible mark cannot be read back.",
+        "page_open": "The protect page is open in your browser: {url}\nKeep this window open while you use it; "
+                     "close it (or press Ctrl+C) to stop.",
+        "page_missing": "This build has no page (the ui extra is missing). Drag pictures onto the icon instead.",
+        "not_found": "Not found, skipped: {path}",
+        "nothing": "Nothing to do: drop pictures or folders of pictures on the icon.",
+        "no_pictures": "No pictures found in what was dropped (PNG, JPEG, WebP, TIFF, BMP and GIF are supported).",
+        "bad_setting": "protect.toml has a setting protect cannot use: {error}",
+        "protecting": "Protecting {n} picture(s) at strength {strength:g}...",
+        "done": "Done. {protected} picture(s) protected, {skipped} already up to date.",
+        "saved_in": "Saved in: ",
+        "failed": "{n} picture(s) could not be protected:",
+        "close": "\nPress Enter to close this window.",
+    },
+    "ja": {
+        "key_created": "あなたの秘密の鍵を作成しました：{path}\n他人に見せず、必ずバックアップしてください（USB メモリや"
+                       "パスワード管理アプリなど）。鍵がないと見えない透かしを読み取れません。",
+        "page_open": "ブラウザで protect のページを開きました：{url}\n使っている間はこのウィンドウを開いたままにしてください。"
+                     "閉じる（または Ctrl+C）と終了します。",
+        "page_missing": "このビルドにはページが含まれていません。画像をアイコンにドロップしてください。",
+        "not_found": "見つからないためスキップしました：{path}",
+        "nothing": "処理するものがありません。画像または画像の入ったフォルダをアイコンにドロップしてください。",
+        "no_pictures": "ドロップされた中に画像がありませんでした（PNG・JPEG・WebP・TIFF・BMP・GIF に対応）。",
+        "bad_setting": "protect.toml に使えない設定があります：{error}",
+        "protecting": "{n} 枚の画像を強さ {strength:g} で保護しています…",
+        "done": "完了しました。{protected} 枚を保護しました（{skipped} 枚は保護済みで最新です）。",
+        "saved_in": "保存先：",
+        "failed": "{n} 枚の画像を保護できませんでした：",
+        "close": "\nEnter キーを押すとこのウィンドウを閉じます。",
+    },
+}
+
+
+def language() -> str:
+    """"ja" when PROTECT_LANG or the system's language says Japanese, else "en"."""
+    import locale
+
+    chosen = os.environ.get("PROTECT_LANG")
+    if chosen:
+        return "ja" if chosen.lower().startswith("ja") else "en"
+    if sys.platform == "win32":
+        try:
+            import ctypes
+
+            return "ja" if ctypes.windll.kernel32.GetUserDefaultUILanguage() & 0x3FF == 0x11 else "en"
+        except (AttributeError, OSError):  # pragma: no cover
+            pass
+    for var in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if os.environ.get(var):
+            return "ja" if os.environ[var].lower().startswith("ja") else "en"
+    loc = locale.getlocale()[0] or ""
+    return "ja" if loc.lower().startswith("ja") else "en"
+
+
+def say(key: str, **values) -> str:
+    return MESSAGES[language()][key].format(**values)
 
 
 def app_dir() -> Path:
@@ -119,20 +198,52 @@ def started_by_drop() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        code = _page()
+        if code is not None:
+            return code
     pause = started_by_drop()
     try:
         return _run(argv)
     finally:
         if pause:
             try:
-                input("\nPress Enter to close this window.")
+                input(say("close"))
             except EOFError:
                 pass
 
 
+def _page() -> int | None:
+    """Serve the protect page and open the browser (until the window is closed);
+    None when this build has no page."""
+    prepare_environment()
+    from protect.ui import available, serve
+
+    if available() is not None:
+        print(say("page_missing"))
+        return None
+    settings, problem = load_settings(app_dir())
+    if problem:
+        print(problem)
+
+    def announce(line: str) -> None:
+        if line.startswith("protect: created your secret key at "):
+            from protect.userdirs import key_file
+
+            line = say("key_created", path=key_file())
+        elif line.startswith("protect ui: open "):
+            line = say("page_open", url=line.split("open ", 1)[1])
+        elif line.startswith("protect ui: outputs go to"):
+            return
+        print(line, flush=True)
+
+    return serve(key=settings.get("key"), open_browser=not os.environ.get("PROTECT_NO_BROWSER"),
+                 workers=int(settings["workers"] or 0), announce=announce)
+
+
 def _run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(USAGE_JA if language() == "ja" else USAGE)
         return 2 if not argv else 0
     prepare_environment()
     from tqdm import tqdm
@@ -148,20 +259,25 @@ def _run(argv: list[str]) -> int:
     paths = [Path(a) for a in argv]
     missing = [p for p in paths if not p.exists()]
     for p in missing:
-        print(f"Not found, skipped: {p}")
+        print(say("not_found", path=p))
     paths = [p for p in paths if p.exists()]
     if not paths:
-        print("Nothing to do: drop pictures or folders of pictures on the icon.")
+        print(say("nothing"))
         return 2
     try:
-        strength = float(settings["strength"])
+        from protect.pipeline import DEFAULT_STRENGTH
+
+        strength = DEFAULT_STRENGTH if settings["strength"] is None else float(settings["strength"])
         fmt = pio.normalise_format(settings["format"]) if settings["format"] else None
         from protect.metadata import MetadataSettings
         from protect.visible import VisibleMark
         from protect.watermark import payload_from_text
 
+        resolved = resolve_key(settings.get("key"))
+        if resolved.created is not None:
+            print(say("key_created", path=resolved.created))
         options = Options(
-            settings=Settings(strength=strength, key=resolve_key(settings.get("key")).key),
+            settings=Settings(strength=strength, key=resolved.key),
             format=fmt,
             jpeg_quality=int(settings["jpeg_quality"]),
             max_pixels=pio.DEFAULT_MAX_PIXELS,
@@ -172,13 +288,13 @@ def _run(argv: list[str]) -> int:
             visible=VisibleMark(text=str(settings["visible"])) if settings["visible"] else None,
         )
     except (TypeError, ValueError) as exc:
-        print(f"protect.toml has a setting protect cannot use: {exc}")
+        print(say("bad_setting", error=exc))
         return 2
     jobs = list(discover(paths))
     if not jobs:
-        print("No pictures found in what was dropped (PNG, JPEG, WebP, TIFF, BMP and GIF are supported).")
+        print(say("no_pictures"))
         return 2
-    print(f"Protecting {len(jobs)} picture(s) at strength {strength:g}...")
+    print(say("protecting", n=len(jobs), strength=strength))
     warm_jit(mark=options.mark is not None)
     failures = []
     with tqdm(total=len(jobs), unit="picture", file=sys.stdout, dynamic_ncols=True) as bar:
@@ -189,11 +305,11 @@ def _run(argv: list[str]) -> int:
         report = run_batch(jobs, options, workers=int(settings["workers"]) or default_workers(),
                            on_result=on_result, progress=bar)
     print()
-    print(f"Done. {report.protected} picture(s) protected, {report.skipped} already up to date.")
+    print(say("done", protected=report.protected, skipped=report.skipped))
     targets = sorted({str(j.dst.parent) for j in jobs})
-    print("Saved in: " + ("\n  ".join([""] + targets) if len(targets) > 1 else targets[0]))
+    print(say("saved_in") + ("\n  ".join([""] + targets) if len(targets) > 1 else targets[0]))
     if failures:
-        print(f"{len(failures)} picture(s) could not be protected:")
+        print(say("failed", n=len(failures)))
         for r in failures:
             print(f"  {r.src}: {r.reason}")
     return report.exit_code

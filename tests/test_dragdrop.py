@@ -46,9 +46,67 @@ def _check_outputs(cmd: list[str], tmp_path: Path, env: dict) -> subprocess.Comp
     return res
 
 
-def test_no_arguments_explains_usage(tmp_path):
-    res = subprocess.run([sys.executable, str(ENTRY)], env=_env(tmp_path), capture_output=True, text=True)
-    assert res.returncode == 2 and "drag pictures" in res.stdout
+def test_help_explains_usage_in_the_system_language(tmp_path):
+    res = subprocess.run([sys.executable, str(ENTRY), "--help"], env=_env(tmp_path), capture_output=True, text=True)
+    assert res.returncode == 0 and "drag pictures" in res.stdout and "double-click" in res.stdout
+    res = subprocess.run([sys.executable, str(ENTRY), "--help"], env=_env(tmp_path, PROTECT_LANG="ja"),
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and "ドラッグ＆ドロップ" in res.stdout
+
+
+def _open_page(cmd: list[str], env: dict) -> tuple[subprocess.Popen, str, list[str]]:
+    """Start the app without files; return the process, the page address and what it printed."""
+    proc = subprocess.Popen(cmd, env={**env, "PROTECT_NO_BROWSER": "1", "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 120:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "http://127.0.0.1:" in line:
+            return proc, line[line.index("http://"):].strip(), lines
+    proc.kill()
+    raise AssertionError("".join(lines))
+
+
+def _check_page(cmd: list[str], env: dict) -> list[str]:
+    import urllib.error
+    import urllib.request
+
+    proc, url, lines = _open_page(cmd, env)
+    try:
+        import http.cookiejar
+
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with browser.open(url) as r:  # the token is traded for a cookie, then the page
+            assert r.status == 200 and b"/static/app.js" in r.read()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url.split("?")[0])
+        assert refused.value.code == 403
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return lines
+
+
+def test_no_arguments_opens_the_page_and_announces_the_new_key(tmp_path):
+    pytest.importorskip("starlette")
+    lines = _check_page([sys.executable, str(ENTRY)], _env(tmp_path))
+    text = "".join(lines)
+    assert "Created your secret key" in text and str(tmp_path / "cfg" / "key") in text
+    assert "The protect page is open in your browser" in text
+
+
+def test_drop_announces_a_created_key_in_japanese(tmp_path):
+    art = tmp_path / "art"
+    art.mkdir()
+    shutil.copy(SAMPLES / "pixel_palette.png", art)
+    res = subprocess.run([sys.executable, str(ENTRY), str(art)], env=_env(tmp_path, PROTECT_LANG="ja"),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "秘密の鍵を作成しました" in res.stdout and "完了しました。1 枚を保護しました" in res.stdout
 
 
 def test_drop_folder_protects_it_originals_untouched(tmp_path):
@@ -70,7 +128,7 @@ def test_settings_file_is_read(tmp_path, monkeypatch):
     assert "colour" in problem
     (tmp_path / "protect.toml").write_text("strength = = 1")
     settings, problem = dd.load_settings(tmp_path)
-    assert settings["strength"] == 0.4 and "could not be read" in problem
+    assert settings["strength"] is None and "could not be read" in problem  # None: the default strength
 
 
 @pytest.mark.slow
@@ -92,7 +150,10 @@ def test_frozen_app_builds_and_protects_samples(tmp_path):
     t2 = time.perf_counter()
     _check_outputs([str(exe)], tmp_path, env)
     cached = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    assert any("protect page is open" in line for line in _check_page([str(exe)], env))
+    page = time.perf_counter() - t3
     print(f"\nbuild {t1 - t0:.0f} s, bundle {size / 1e6:.0f} MB, samples: first run {first:.1f} s, "
-          f"cached {cached:.1f} s")
+          f"cached {cached:.1f} s; page served and stopped in {page:.1f} s")
     assert any((tmp_path / "xdg").rglob("*.nbi")) or sys.platform != "linux"
     assert cached < first

@@ -353,7 +353,8 @@ def _visible_id(mark: VisibleMark | None) -> list | None:
     if mark is None:
         return None
     logo = hashlib.sha256(mark.logo.tobytes()).hexdigest()[:16] if mark.logo is not None else None
-    return [mark.text, logo, mark.position, mark.opacity, mark.scale]
+    font = os.path.basename(mark.font) if mark.font else None  # a different font draws a different signature
+    return [mark.text, logo, mark.position, mark.opacity, mark.scale, font]
 
 
 def _with_metadata(img: pio.ImageFile, settings: MetadataSettings) -> tuple[pio.ImageFile, str | None]:
@@ -389,8 +390,10 @@ def protect_file(job: Job, options: Options) -> FileResult:
         frames = []
         worst_psnr = float("inf")
         scores = []
+        notes: list[str] = []
         for fr in img.frames:
-            base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha)
+            base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha,
+                                                                           notes=notes if not frames else None)
             out, rep = protect_image(base, options.settings, alpha=fr.alpha, region=region)
             if options.mark is not None:
                 out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
@@ -405,6 +408,8 @@ def protect_file(job: Job, options: Options) -> FileResult:
         out_img = pio.with_frames(img, frames)
         if options.metadata.active:
             out_img, res.note = _with_metadata(out_img, options.metadata)
+        if notes:
+            res.note = "; ".join([*notes, *([res.note] if res.note else [])])
         data = pio.encode_image(out_img, format=options.format, jpeg_quality=options.jpeg_quality)
         if options.c2pa is not None:
             from .provenance import sign_c2pa

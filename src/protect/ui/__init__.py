@@ -20,11 +20,14 @@ MISSING = ('the page needs the ui extra: pip install "protect[ui]" '
 
 def available() -> str | None:
     """None when the ui extra is installed, else what to install."""
+    import importlib.util
+
     try:
-        import multipart  # noqa: F401
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
+        return MISSING
+    if importlib.util.find_spec("python_multipart") is None and importlib.util.find_spec("multipart") is None:
         return MISSING
     return None
 
