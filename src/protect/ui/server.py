@@ -416,7 +416,9 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
         options = build_options(raw, cfg.key.key)
         img = pio.read_image(staged)
         fr = img.frames[0]
-        base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha)
+        notes: list[str] = []
+        base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha,
+                                                                       notes=notes)
         out, rep = protect_image(base, options.settings, alpha=fr.alpha)
         if options.mark is not None:
             out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
@@ -425,6 +427,7 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
         result = preview_images(fr.pixels, out, fr.alpha, min(max(cx, 0.0), 1.0), min(max(cy, 0.0), 1.0))
         result["psnr"] = round(float(diff_stats(fr.pixels, out)[0]), 2)
         result["strength"] = options.settings.strength
+        result["notes"] = notes
         return result
 
     async def preview(request):

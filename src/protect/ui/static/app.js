@@ -216,7 +216,7 @@
     try {
       preview = await api("/api/preview", form(f.file, f.path, { ...options(), ...centre }));
       preview.name = f.path;
-      $("preview-status").textContent = f.path;
+      $("preview-status").textContent = [f.path, ...(preview.notes || [])].join(" — ");
       $("overview").src = preview.overview;
       renderDetail();
     } catch (err) {
