@@ -3,7 +3,7 @@
 Trains the small generator that ``protect`` runs at protect time (in numba,
 without torch) against the TAEF2 encoder, then writes its weights as
 ``src/protect/kernels/generator.npz``.  Torch is needed here only
-(``pip install 'protect[design]'``); CPU is enough (about 40 minutes on two
+(``pip install 'protect-art[design]'``); CPU is enough (about 40 minutes on two
 cores with the recorded settings).
 
 The generator, for a luma image Y in [0, 1] (H and W multiples of 8):

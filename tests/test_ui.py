@@ -215,5 +215,5 @@ def test_serve_without_the_extra_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn -> ImportError
     lines = []
     assert serve(open_browser=False, announce=lines.append) == 2
-    assert lines == ['error: the page needs the ui extra: pip install "protect[ui]" '
+    assert lines == ['error: the page needs the ui extra: pip install "protect-art[ui]" '
                      "(Starlette, uvicorn and python-multipart)"]

@@ -32,7 +32,7 @@ class _DefaultToRun(TyperGroup):
     """``protect PATHS...`` means ``protect run PATHS...``."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:  # ctx: typer's (vendored) click Context
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version", "-V"):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
@@ -55,7 +55,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     pass
 
@@ -114,7 +114,7 @@ def run(
                                         help="Text height / logo width as a fraction of the shorter side."),
     c2pa: Optional[tuple[Path, Path]] = typer.Option(None, "--c2pa", metavar="CERT KEY",
                                                      help="Sign a C2PA manifest (AI training: not allowed) with this "
-                                                          "certificate chain and private key (PEM; needs protect[c2pa])."),
+                                                          "certificate chain and private key (PEM; needs protect-art[c2pa])."),
     c2pa_alg: str = typer.Option("es256", "--c2pa-alg", help="Signing algorithm of the C2PA key."),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
@@ -199,7 +199,7 @@ def _c2pa_credentials(paths) -> Optional[tuple[bytes, bytes]]:
     try:
         import c2pa  # noqa: F401
     except ImportError:
-        raise typer.BadParameter("C2PA signing needs the c2pa extra: pip install 'protect[c2pa]'",
+        raise typer.BadParameter("C2PA signing needs the c2pa extra: pip install 'protect-art[c2pa]'",
                                  param_hint="--c2pa") from None
     try:
         return paths[0].read_bytes(), paths[1].read_bytes()
@@ -278,7 +278,7 @@ def ui(
 ) -> None:
     """Open the protect page in your browser: a local page (this computer only), English and Japanese.
 
-    Needs the ui extra: pip install "protect[ui]".  Stop it with Ctrl+C.
+    Needs the ui extra: pip install "protect-art[ui]".  Stop it with Ctrl+C.
     """
     from .ui import serve
 
@@ -347,7 +347,7 @@ def verify(
                                                  help="Exit 1 if survival after any attack run is below this (0-1)."),
     surrogate_weights: Optional[Path] = typer.Option(None, "--surrogate-weights", dir_okay=False,
                                                      help="TAEF2 encoder weights (default: ../shared/models/taef2_encoder.pth "
-                                                          "when present; needs protect[surrogate])."),
+                                                          "when present; needs protect-art[surrogate])."),
     no_surrogate: bool = typer.Option(False, "--no-surrogate", help="Skip the latent footprint (much faster)."),
     surrogate_crop: int = typer.Option(512, "--surrogate-crop", min=64,
                                        help="Side of the centre crop the encoder sees (native pixels)."),

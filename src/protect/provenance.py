@@ -1,4 +1,4 @@
-"""C2PA provenance (optional extra ``protect[c2pa]``): a signed manifest saying
+"""C2PA provenance (optional extra ``protect-art[c2pa]``): a signed manifest saying
 "not for AI training".
 
 ``sign_c2pa`` takes the encoded bytes of an output and returns them with a
@@ -49,7 +49,7 @@ def sign_c2pa(data: bytes, fmt: str, *, cert_chain: bytes, private_key: bytes, t
     try:
         import c2pa
     except ImportError:
-        raise ProvenanceUnavailable("C2PA signing needs the c2pa extra (pip install 'protect[c2pa]')") from None
+        raise ProvenanceUnavailable("C2PA signing needs the c2pa extra (pip install 'protect-art[c2pa]')") from None
     if fmt not in MIME:
         raise ProvenanceUnavailable(f"{fmt} files cannot carry a C2PA manifest; use PNG, JPEG, WebP, TIFF or GIF")
     if algorithm not in ALGORITHMS:

@@ -121,7 +121,7 @@ if nn is not None:
 
 def _load(builder_name: str, path: str | os.PathLike | None, default_name: str):
     if torch is None:
-        raise SurrogateUnavailable("torch is not installed (pip install 'protect[surrogate]')")
+        raise SurrogateUnavailable("torch is not installed (pip install 'protect-art[surrogate]')")
     if path is None:
         enc = default_weights()
         path = None if enc is None else enc.with_name(default_name)

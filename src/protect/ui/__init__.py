@@ -1,6 +1,6 @@
 """``protect ui``: a local page for artists who never open a terminal.
 
-It needs the ``ui`` extra (``pip install "protect[ui]"``: Starlette, uvicorn,
+It needs the ``ui`` extra (``pip install "protect-art[ui]"``: Starlette, uvicorn,
 python-multipart).  :func:`serve` binds 127.0.0.1 only, prints an address
 with a random access token and opens the browser; the page and its security
 rules are in :mod:`protect.ui.server`.
@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-MISSING = ('the page needs the ui extra: pip install "protect[ui]" '
+MISSING = ('the page needs the ui extra: pip install "protect-art[ui]" '
            "(Starlette, uvicorn and python-multipart)")
 
 
