@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["ProtectReport", "Settings", "protect_image", "__version__"]
+__all__ = ["ProtectReport", "Settings", "protect_bytes", "protect_image", "__version__"]
 
 _LAZY = {"ProtectReport", "Settings", "protect_image"}
 
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from . import pipeline
 
         return getattr(pipeline, name)
+    if name == "protect_bytes":
+        from .batch import protect_bytes
+
+        return protect_bytes
     raise AttributeError(f"module 'protect' has no attribute {name!r}")

@@ -385,48 +385,91 @@ def protect_file(job: Job, options: Options) -> FileResult:
     try:
         res.in_bytes = job.src.stat().st_size
         img = pio.read_image(job.src, max_pixels=options.max_pixels)
-        res.width, res.height, res.frames = img.width, img.height, len(img.frames)
-        region = pio.read_mask(job.mask, size=(img.width, img.height)) if job.mask is not None else None
-        frames = []
-        worst_psnr = float("inf")
-        scores = []
-        notes: list[str] = []
-        for fr in img.frames:
-            base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha,
-                                                                           notes=notes if not frames else None)
-            out, rep = protect_image(base, options.settings, alpha=fr.alpha, region=region)
-            if options.mark is not None:
-                out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
-                rep.psnr = diff_stats(fr.pixels, out)[0]
-            worst_psnr = min(worst_psnr, rep.psnr)
-            if options.verify:
-                from .metrics import ssimulacra2
-
-                scores.append(ssimulacra2(fr.pixels, out, data_range=255 if out.dtype == np.uint8 else 65535,
-                                          alpha=fr.alpha))
-            frames.append(pio.Frame(out, fr.alpha, fr.duration))
-        out_img = pio.with_frames(img, frames)
-        if options.metadata.active:
-            out_img, res.note = _with_metadata(out_img, options.metadata)
-        if notes:
-            res.note = "; ".join([*notes, *([res.note] if res.note else [])])
-        data = pio.encode_image(out_img, format=options.format, jpeg_quality=options.jpeg_quality)
-        if options.c2pa is not None:
-            from .provenance import sign_c2pa
-
-            data = sign_c2pa(data, pio.normalise_format(options.format) if options.format else img.format,
-                             cert_chain=options.c2pa[0], private_key=options.c2pa[1], title=job.dst.name,
-                             algorithm=options.c2pa_alg)
+        data = _protect_decoded(img, options, res, mask=job.mask, title=job.dst.name)
         pio.atomic_write_bytes(job.dst, data)
-        res.out_bytes = len(data)
-        res.size_ratio = round(res.out_bytes / res.in_bytes, 4) if res.in_bytes else None
-        res.psnr = round(worst_psnr, 2) if np.isfinite(worst_psnr) else None
-        res.ssimulacra2 = round(min(scores), 2) if scores else None
         res.status = "protected"
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
         res.reason = describe_error(exc)
     res.seconds = round(time.perf_counter() - t0, 4)
     return res
+
+
+def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, mask: Path | None,
+                     title: str) -> bytes:
+    """The encoded protected file for a decoded one; fills ``res``'s figures (the heart of
+    :func:`protect_file` and :func:`protect_bytes`)."""
+    res.width, res.height, res.frames = img.width, img.height, len(img.frames)
+    region = pio.read_mask(mask, size=(img.width, img.height)) if mask is not None else None
+    frames = []
+    worst_psnr = float("inf")
+    scores = []
+    notes: list[str] = []
+    for fr in img.frames:
+        base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha,
+                                                                       notes=notes if not frames else None)
+        out, rep = protect_image(base, options.settings, alpha=fr.alpha, region=region)
+        if options.mark is not None:
+            out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
+            rep.psnr = diff_stats(fr.pixels, out)[0]
+        worst_psnr = min(worst_psnr, rep.psnr)
+        if options.verify:
+            from .metrics import ssimulacra2
+
+            scores.append(ssimulacra2(fr.pixels, out, data_range=255 if out.dtype == np.uint8 else 65535,
+                                      alpha=fr.alpha))
+        frames.append(pio.Frame(out, fr.alpha, fr.duration))
+    out_img = pio.with_frames(img, frames)
+    if options.metadata.active:
+        out_img, res.note = _with_metadata(out_img, options.metadata)
+    if notes:
+        res.note = "; ".join([*notes, *([res.note] if res.note else [])])
+    data = pio.encode_image(out_img, format=options.format, jpeg_quality=options.jpeg_quality)
+    if options.c2pa is not None:
+        from .provenance import sign_c2pa
+
+        data = sign_c2pa(data, pio.normalise_format(options.format) if options.format else img.format,
+                         cert_chain=options.c2pa[0], private_key=options.c2pa[1], title=title,
+                         algorithm=options.c2pa_alg)
+    res.out_bytes = len(data)
+    res.size_ratio = round(res.out_bytes / res.in_bytes, 4) if res.in_bytes else None
+    res.psnr = round(worst_psnr, 2) if np.isfinite(worst_psnr) else None
+    res.ssimulacra2 = round(min(scores), 2) if scores else None
+    return data
+
+
+def protect_bytes(data: bytes, settings: Settings | Options | None = None, key: str | None = None
+                  ) -> tuple[bytes, FileResult]:
+    """Protect an image file held in memory: encoded bytes in, encoded bytes out.
+
+    For engines that bring their own I/O (Spark, Ray Data, Beam, a web
+    service).  The output has the input's format (unless ``Options.format``)
+    and its metadata, exactly as ``protect FILE`` would write it: the same
+    bytes for the same input, settings and key, on every machine.
+
+    ``settings`` is a :class:`~protect.pipeline.Settings` (strength, method)
+    or a full :class:`Options` (format, quality, marks, metadata); the key is
+    ``key``, else the one in ``settings``, else ``PROTECT_KEY`` or the key
+    file (never generated here).  Returns the bytes and a :class:`FileResult`
+    (sizes, PSNR, dimensions, seconds); a bad input raises
+    :class:`protect.io.InputError` with a one-line reason.
+    """
+    t0 = time.perf_counter()
+    options = settings if isinstance(settings, Options) else Options(settings if settings is not None else Settings())
+    key = key or options.settings.key
+    if not key:
+        from .userdirs import resolve_key
+
+        found = resolve_key(None, create=False)
+        if found is None:
+            raise ValueError("protect_bytes needs a key: pass key=..., or set PROTECT_KEY")
+        key = found.key
+    options = replace(options, settings=replace(options.settings, key=key))
+    res = FileResult(src="<bytes>", dst="<bytes>", status="failed", in_bytes=len(data))
+    img = pio.decode_image(data, max_pixels=options.max_pixels)
+    out = _protect_decoded(img, options, res, mask=None, title="image")
+    res.status = "protected"
+    res.seconds = round(time.perf_counter() - t0, 4)
+    return out, res
 
 
 def warm_jit(*, mark: bool = False) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "InputError",
     "TEMP_SUFFIX",
     "atomic_write_bytes",
+    "decode_image",
     "encode_image",
     "extension_for",
     "normalise_format",
@@ -224,21 +225,29 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
         replaces Pillow's own decompression-bomb limit, which is lifted while
         the file is read and restored afterwards.
     """
-    saved_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        return _read_image(Path(path), max_pixels)
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved_limit
-
-
-def _read_image(path: Path, max_pixels: int | None) -> ImageFile:
+    path = Path(path)
     try:
         data = path.read_bytes()
     except IsADirectoryError:
         raise InputError("is a folder, not a file") from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}") from None
+    return decode_image(data, max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageFile:
+    """Decode an image file held in memory (what :func:`read_image` does after
+    reading the file); the inverse of :func:`encode_image`.  Same rules and
+    the same one-line :class:`InputError` reasons as :func:`read_image`."""
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return _decode(bytes(data), max_pixels)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
+
+
+def _decode(data: bytes, max_pixels: int | None) -> ImageFile:
     if not data:
         raise InputError("empty file (0 bytes)")
     try:
