@@ -35,10 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = "protect-app"
 HIDDEN = ["rich.console", "rich.markup", "rich.table", "rich.panel", "typer.rich_utils",
           "numba.core.typing.cffi_utils"]
-# Not needed by the app (protect never imports scipy; the rest come in through optional imports of
-# build tools and would only add size).
+# Not needed by the app (protect never imports scipy; dask only runs `protect --scheduler`; the rest
+# come in through optional imports of build tools and would only add size).
 EXCLUDE = ["torch", "tkinter", "matplotlib", "IPython", "pytest", "ssimulacra2", "scipy", "pydantic",
-           "pydantic_core", "yaml", "setuptools", "pkg_resources", "jinja2", "markupsafe", "charset_normalizer"]
+           "pydantic_core", "yaml", "setuptools", "pkg_resources", "jinja2", "markupsafe", "charset_normalizer",
+           "dask", "distributed"]
 
 
 def _has(module: str) -> bool:

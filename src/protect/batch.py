@@ -525,10 +525,14 @@ def run_batch(
     dry_run: bool = False,
     on_result=None,
     progress=None,
+    runner=None,
 ) -> Report:
     """Protect ``jobs``; call ``on_result(FileResult)`` as each finishes.
 
     ``progress`` is an optional object with ``update(n)`` (a tqdm bar).
+    ``runner(todo, options, finish)``, when given, runs the planned jobs
+    instead of the local process pool and calls ``finish(FileResult)`` for
+    each (``protect.distributed`` runs them on a Dask cluster this way).
     """
     t0 = time.perf_counter()
     report = Report()
@@ -566,7 +570,9 @@ def run_batch(
 
     try:
         workers = max(1, min(int(workers), len(todo)))
-        if workers == 1:
+        if runner is not None:
+            runner(todo, options, finish)
+        elif workers == 1:
             for job in todo:
                 finish(protect_file(job, options))
         else:

@@ -116,6 +116,10 @@ def run(
                                                      help="Sign a C2PA manifest (AI training: not allowed) with this "
                                                           "certificate chain and private key (PEM; needs protect-art[c2pa])."),
     c2pa_alg: str = typer.Option("es256", "--c2pa-alg", help="Signing algorithm of the C2PA key."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT",
+                                            help="Run on this Dask cluster (needs protect[dask]; shared filesystem; "
+                                                 "every worker holds the same key in its PROTECT_KEY or "
+                                                 "PROTECT_KEY_FILE). See docs/scale.md."),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
     try:
@@ -126,7 +130,7 @@ def run(
         raise typer.BadParameter(f"choose one of {', '.join(METHODS)}", param_hint="--method")
     payload = _payload(mark, mark_hex)
     visible_mark = _visible(visible_text, visible_image, visible_position, visible_opacity, visible_scale)
-    resolved = resolve_key(key)
+    resolved = resolve_key(key) if scheduler is None else _cluster_key(key)
     if resolved.created is not None and not quiet:
         _err(f"protect: created your secret key at {resolved.created} (keep it private; back it up)")
     options = Options(
@@ -143,7 +147,7 @@ def run(
     )
     jobs = list(discover(paths, out=out, fmt=out_format, mask=mask))
     n_workers = workers or default_workers()
-    if not dry_run and jobs:
+    if not dry_run and jobs and scheduler is None:
         warm_jit(mark=payload is not None)  # compile once here, before the bar starts
 
     from tqdm import tqdm
@@ -159,8 +163,19 @@ def run(
             _err(f"would protect {r.src} -> {r.dst}")
 
     try:
-        report = run_batch(jobs, options, workers=n_workers, overwrite=overwrite, dry_run=dry_run,
-                           on_result=on_result, progress=bar)
+        if scheduler is None:
+            report = run_batch(jobs, options, workers=n_workers, overwrite=overwrite, dry_run=dry_run,
+                               on_result=on_result, progress=bar)
+        else:
+            from .distributed import ClusterError, run_jobs
+
+            try:
+                report = run_jobs(jobs, options, client=scheduler, overwrite=overwrite, dry_run=dry_run,
+                                  on_result=on_result, progress=bar)
+            except ClusterError as exc:
+                bar.close()
+                _err(f"error: {exc}")
+                raise typer.Exit(2) from None
     finally:
         bar.close()
     if json_path is not None:
@@ -170,6 +185,22 @@ def run(
             _err("protect: no images found")
         _err(f"protect: {report.summary()}")
     raise typer.Exit(report.exit_code)
+
+
+def _cluster_key(option: Optional[str]):
+    """With --scheduler the client needs the workers' key too (to check them), and never makes one up."""
+    from .distributed import ClusterError, key_from_environment
+
+    try:
+        found = option or key_from_environment()
+    except ClusterError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scheduler") from None
+    if not found:
+        raise typer.BadParameter(f"give the workers' key here too (--key, {KEY_ENV} or PROTECT_KEY_FILE), "
+                                 "so protect can check they all hold it", param_hint="--scheduler")
+    from .userdirs import ResolvedKey
+
+    return ResolvedKey(found, "option")
 
 
 def _visible(text, image, position, opacity, scale):
