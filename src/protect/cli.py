@@ -117,7 +117,7 @@ def run(
                                                           "certificate chain and private key (PEM; needs protect-art[c2pa])."),
     c2pa_alg: str = typer.Option("es256", "--c2pa-alg", help="Signing algorithm of the C2PA key."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT",
-                                            help="Run on this Dask cluster (needs protect[dask]; shared filesystem; "
+                                            help="Run on this Dask cluster (needs protect-art[dask]; shared filesystem; "
                                                  "every worker holds the same key in its PROTECT_KEY or "
                                                  "PROTECT_KEY_FILE). See docs/scale.md."),
 ) -> None:

@@ -1,6 +1,6 @@
 """The batch on a Dask cluster: ``protect PATHS --scheduler tcp://HOST:PORT``.
 
-Needs the ``dask`` extra (``pip install 'protect[dask]'``).  Everything but
+Needs the ``dask`` extra (``pip install 'protect-art[dask]'``).  Everything but
 the pixels happens on the client, exactly as in a local run
 (:func:`protect.batch.run_batch`): discovery, planning, the skip-if-done
 record beside the outputs, the :class:`~protect.batch.Report`, exit codes,
@@ -66,7 +66,7 @@ def _need_distributed():
     try:
         import distributed
     except ImportError:
-        raise ClusterError("running on a Dask cluster needs the dask extra: pip install 'protect[dask]'") from None
+        raise ClusterError("running on a Dask cluster needs the dask extra: pip install 'protect-art[dask]'") from None
     return distributed
 
 
