@@ -21,7 +21,8 @@ from PIL import Image
 distributed = pytest.importorskip("distributed")
 
 from protect import batch  # noqa: E402
-from protect.distributed import ClusterError, _protect_group, protect_many  # noqa: E402
+from protect.distributed import (ClusterError, ProtectPlugin, _protect_group, check_workers,  # noqa: E402
+                                protect_many)
 from protect.pipeline import Settings  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -112,7 +113,7 @@ def test_numba_warmed_with_worker_threads(client):
         plugin = dask_worker.plugins["protect"]
         return plugin.numba_threads, numba.config.NUMBA_NUM_THREADS, "protect.kernels.generator" in sys.modules
 
-    client.register_plugin(__import__("protect.distributed").distributed.ProtectPlugin())
+    client.register_plugin(ProtectPlugin())
     assert list(client.run(look).values()) == [(1, 1, True)] * 2
 
 
@@ -139,7 +140,6 @@ def test_killed_worker_loses_and_corrupts_nothing(client, tmp_path):
         Image.open(tmp_path / "cluster" / name).load()
     again = protect_many([src], out=tmp_path / "cluster", settings=Settings(key=KEY), client=client)
     assert again.skipped == 24
-    client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
 
 
 def test_task_on_a_worker_with_another_key_writes_nothing(client, tmp_path):
@@ -176,6 +176,16 @@ def test_worker_with_a_different_key_is_refused(client, tmp_path):
         except subprocess.TimeoutExpired:
             intruder.kill()
     wait_for(lambda: set(client.nthreads()) == before, "the third worker to leave")
+
+
+def test_workers_that_cannot_see_the_files_are_refused(client, tmp_path):
+    missing = tmp_path / "only-on-the-client" / "a.png"
+    client.register_plugin(ProtectPlugin())
+    with pytest.raises(ClusterError) as err:
+        check_workers(client, KEY, probe=missing)
+    assert str(err.value).startswith("worker check failed, nothing submitted: worker")
+    assert f"cannot see {missing}" in str(err.value)
+    assert "" in check_workers(client, KEY, probe=SAMPLES)  # the nonce and proof for the tasks
 
 
 def test_no_client_key_and_c2pa_are_usage_errors(client, tmp_path):

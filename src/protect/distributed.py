@@ -217,12 +217,13 @@ def check_workers(client, key: str, *, probe: Path | None = None) -> dict[str, d
     for w, a in sorted(answers.items()):
         if a["proof"] is None:
             problems.append(f"worker {w} {a['problem']}")
+    what = "key check" if problems else "worker check"
     blind = sorted(w for w, a in answers.items() if a["sees"] is False)
     if blind:
         problems.append(f"{_names(blind)} cannot see {probe} (inputs and outputs must be on a filesystem "
                         "every worker mounts at the same path)")
     if problems:
-        raise ClusterError("key check failed, nothing submitted: " + "; ".join(problems))
+        raise ClusterError(f"{what} failed, nothing submitted: " + "; ".join(problems))
     return {**answers, "": {"nonce": nonce, "proof": expected}}
 
 
