@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 
 SETTINGS_FILE = "protect.toml"
-DEFAULTS = {"strength": None, "workers": 0, "format": None, "jpeg_quality": 95,
+DEFAULTS = {"strength": None, "method": None, "visible_position": None, "workers": 0, "format": None, "jpeg_quality": 95,
             "author": None, "copyright": None, "mark": None, "visible": None, "opt_out": True}
 
 USAGE = """\
@@ -161,13 +161,18 @@ def prepare_environment() -> None:
 
 
 def load_settings(folder: Path) -> tuple[dict, str | None]:
-    """Defaults updated by ``folder/protect.toml``; (settings, problem or None)."""
+    """Defaults, updated by the user's config.toml (shared with the command line and the page),
+    then by ``folder/protect.toml``; (settings, problem or None)."""
     import tomllib
 
+    from protect.config import load_config
+
     settings = dict(DEFAULTS)
+    shared, problems = load_config()
+    settings.update({k: v for k, v in shared.items() if k in DEFAULTS})
     path = folder / SETTINGS_FILE
     if not path.is_file():
-        return settings, None
+        return settings, "; ".join(problems) or None
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -265,7 +270,7 @@ def _run(argv: list[str]) -> int:
         print(say("nothing"))
         return 2
     try:
-        from protect.pipeline import DEFAULT_STRENGTH
+        from protect.pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH
 
         strength = DEFAULT_STRENGTH if settings["strength"] is None else float(settings["strength"])
         fmt = pio.normalise_format(settings["format"]) if settings["format"] else None
@@ -277,7 +282,7 @@ def _run(argv: list[str]) -> int:
         if resolved.created is not None:
             print(say("key_created", path=resolved.created))
         options = Options(
-            settings=Settings(strength=strength, key=resolved.key),
+            settings=Settings(strength=strength, key=resolved.key, method=settings["method"] or DEFAULT_METHOD),
             format=fmt,
             jpeg_quality=int(settings["jpeg_quality"]),
             max_pixels=pio.DEFAULT_MAX_PIXELS,
@@ -285,7 +290,8 @@ def _run(argv: list[str]) -> int:
             mark=payload_from_text(str(settings["mark"])) if settings["mark"] else None,
             metadata=MetadataSettings(opt_out=bool(settings["opt_out"]), author=settings["author"] or None,
                                       copyright=settings["copyright"] or None),
-            visible=VisibleMark(text=str(settings["visible"])) if settings["visible"] else None,
+            visible=VisibleMark(text=str(settings["visible"]), position=settings["visible_position"] or "bottom-right")
+            if settings["visible"] else None,
         )
     except (TypeError, ValueError) as exc:
         print(say("bad_setting", error=exc))

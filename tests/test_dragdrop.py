@@ -131,6 +131,22 @@ def test_settings_file_is_read(tmp_path, monkeypatch):
     assert settings["strength"] is None and "could not be read" in problem  # None: the default strength
 
 
+def test_shared_config_is_read_and_protect_toml_wins(tmp_path):
+    sys.path.insert(0, str(ROOT / "cli"))
+    try:
+        import protect_dragdrop as dd
+    finally:
+        sys.path.pop(0)
+    cfg = Path(os.environ["PROTECT_CONFIG_DIR"])
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "config.toml").write_text('strength = 0.7\nauthor = "Ann"\nvisible = "© Ann"\n', encoding="utf-8")
+    settings, problem = dd.load_settings(tmp_path)
+    assert settings["strength"] == 0.7 and settings["author"] == "Ann" and problem is None
+    (tmp_path / "protect.toml").write_text("strength = 0.2\n")
+    settings, _ = dd.load_settings(tmp_path)
+    assert settings["strength"] == 0.2 and settings["visible"] == "© Ann"
+
+
 @pytest.mark.slow
 def test_frozen_app_builds_and_protects_samples(tmp_path):
     pytest.importorskip("PyInstaller")

@@ -196,6 +196,7 @@ def test_key_backup_and_open_folder(ui):
     assert r.json()["opened"] and ui.opened == [ui.cfg.out_dir]
     info = ui.get("/api/info").json()
     assert "ui test key" not in str(info) and info["presets"] == STRENGTH_PRESETS
+    assert info["defaults"] == {}
 
 
 def test_output_folder_can_be_changed_to_an_absolute_path(ui, tmp_path):

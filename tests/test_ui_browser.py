@@ -48,6 +48,9 @@ def page_server(tmp_path):
     except ImportError as exc:
         _need(False, f"{exc.name} is not installed")
     out = tmp_path / "out"
+    cfg = Path(os.environ["PROTECT_CONFIG_DIR"])  # the shared settings file pre-fills the page
+    cfg.mkdir(parents=True, exist_ok=True)
+    (cfg / "config.toml").write_text('author = "Ann"\n', encoding="utf-8")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "protect", "ui", "--no-browser", "--port", "0", "--out", str(out),
@@ -116,6 +119,7 @@ def test_page_protects_dropped_files_in_english_and_japanese(page_server, tmp_pa
             page.wait_for_selector("body[data-ready='1']")
             assert page.url == base + "/"  # the token was traded for the session cookie
             assert page.inner_text("#step-files h2") == "1. Choose your pictures"
+            assert page.input_value("#author") == "Ann"
 
             _drop(page, "#dropzone", inputs)
             page.wait_for_selector("#file-count:has-text('2 picture(s) chosen')")

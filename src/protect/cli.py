@@ -11,8 +11,11 @@ Exit codes
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -24,15 +27,35 @@ from . import __version__
 from . import io as pio
 from .batch import Options, default_workers, discover, run_batch, warm_jit
 from .metadata import MetadataSettings
-from .pipeline import METHODS, Settings
+from .pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH, METHODS, Settings
 from .userdirs import KEY_ENV, resolve_key
+from .visible import POSITIONS
+
+# Fixed choices, shown in --help and checked by the parser (values from the modules that define them).
+Method = Enum("Method", {m: m for m in METHODS}, type=str)
+Format = Enum("Format", {f: f for f in ("png", "jpeg", "jpg", "webp", "tiff", "bmp", "gif")}, type=str)
+Position = Enum("Position", {p: p for p in POSITIONS}, type=str)
+
+#: File types people drop that protect cannot read: skipped with a note instead of silently.
+UNSUPPORTED_IMAGES = (".avif", ".heic", ".heif", ".jxl", ".psd", ".clip", ".kra")
+
+
+def _usage_error(message: str, ctx):
+    """click's UsageError, from the click typer uses (its own vendored copy in newer releases)."""
+    cls = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    return cls(message, ctx=ctx)
 
 
 class _DefaultToRun(TyperGroup):
-    """``protect PATHS...`` means ``protect run PATHS...``."""
+    """``protect PATHS...`` means ``protect run PATHS...``; a mistyped command gets "did you mean"."""
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:  # ctx: typer's (vendored) click Context
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version", "-V"):
+            first = args[0]
+            if not first.startswith("-") and not os.path.exists(first):
+                close = difflib.get_close_matches(first, list(self.commands), n=1, cutoff=0.6)
+                if close:
+                    raise _usage_error(f"no such command or file: {first!r}. Did you mean {close[0]!r}?", ctx)
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
@@ -43,8 +66,25 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Protect artwork before posting it: low-visibility adversarial noise, measured.\n\n"
-    "protect PATHS... is short for protect run PATHS...",
+    "protect PATHS... is short for protect run PATHS...\n\n"
+    "Examples:\n\n"
+    "  protect ./illustrations          (protected copies in ./illustrations_protected/)\n\n"
+    "  protect ui                       (the page in your browser)\n\n"
+    "  protect detect posted.jpg        (is my invisible mark in it?)",
 )
+
+RUN_EXAMPLES = """Examples:
+
+  protect ./illustrations
+
+  protect art.png --strength 0.2 --out ~/to_post
+
+  protect ./illustrations --mark ann_art --visible "© Ann 2026" --author Ann
+
+  protect ./illustrations --dry-run
+
+Settings you always use can go in config.toml next to your key (see protect.config)."""
+
 
 
 def _version(value: bool) -> None:
@@ -55,9 +95,26 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
-    pass
+    from .config import cli_defaults, load_config
+
+    settings, problems = load_config()
+    for line in problems:
+        _err(f"protect: {line}")
+    if settings:
+        ctx.default_map = cli_defaults(settings)
+
+
+def _write_json(path: Path, data) -> None:
+    """``--json FILE`` (written atomically) or ``--json -`` (standard output)."""
+    text = json.dumps(data, indent=2) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        pio.atomic_write_bytes(path, text.encode())
 
 
 def _err(msg: str) -> None:
@@ -66,12 +123,12 @@ def _err(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-@app.command("run")
+@app.command("run", epilog=RUN_EXAMPLES)
 def run(
     paths: list[Path] = typer.Argument(..., help="Image files and folders (searched recursively).", exists=True),
-    strength: float = typer.Option(0.4, "--strength", "-s", min=0.0, max=1.0,
-                                   help="0 = unchanged ... 1 = strongest; 0.4 keeps the noise hard to see."),
-    method: str = typer.Option("adversarial", "--method",
+    strength: float = typer.Option(DEFAULT_STRENGTH, "--strength", "-s", min=0.0, max=1.0,
+                                   help=f"0 = unchanged ... 1 = strongest; {DEFAULT_STRENGTH:g} keeps the noise hard to see."),
+    method: Method = typer.Option(DEFAULT_METHOD, "--method",
                                help="adversarial = noise designed against an image autoencoder (default); "
                                     "texture = the older hand-shaped noise hidden in texture (least visible, "
                                     "weakest effect)."),
@@ -83,8 +140,7 @@ def run(
                                         help="Greyscale mask (white = full strength, black = none), "
                                              "or a folder of masks matched by relative path."),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Parallel processes (0 = all cores)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f",
-                                      help="Output format: png, jpeg, webp, tiff, bmp, gif (default: same as input)."),
+    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Output format (default: same as input)."),
     jpeg_quality: int = typer.Option(95, "--jpeg-quality", min=1, max=100,
                                      help="JPEG quality (4:4:4 chroma), also used for lossy WebP."),
     max_pixels: int = typer.Option(pio.DEFAULT_MAX_PIXELS, "--max-pixels", min=1,
@@ -92,9 +148,11 @@ def run(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs even when they are up to date."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be done."),
     json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
-                                             help="Write per-file results (status, sizes, PSNR, time) here."),
+                                             help="Write per-file results (status, sizes, PSNR, time) here ('-': to "
+                                                  "standard output)."),
     verify: bool = typer.Option(False, "--verify", help="Also measure SSIMULACRA2 of each output (slower)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="One line per file: where it went, PSNR, time."),
     mark: Optional[str] = typer.Option(None, "--mark",
                                        help="Add an invisible watermark carrying this text (1-8 ASCII characters, "
                                             "e.g. your handle); read it back with protect detect."),
@@ -107,8 +165,7 @@ def run(
     visible_text: Optional[str] = typer.Option(None, "--visible", help="Draw this text as a visible signature."),
     visible_image: Optional[Path] = typer.Option(None, "--visible-image", exists=True, dir_okay=False,
                                                  help="Draw this logo (its transparency is used) instead."),
-    visible_position: str = typer.Option("bottom-right", "--visible-position",
-                                         help="bottom-right, bottom-left, top-right, top-left, center or tiled."),
+    visible_position: Position = typer.Option("bottom-right", "--visible-position", help="Where the signature goes."),
     visible_opacity: float = typer.Option(0.5, "--visible-opacity", min=0.01, max=1.0),
     visible_scale: float = typer.Option(0.05, "--visible-scale", min=0.005, max=1.0,
                                         help="Text height / logo width as a fraction of the shorter side."),
@@ -122,12 +179,9 @@ def run(
                                                  "PROTECT_KEY_FILE). See docs/scale.md."),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
-    try:
-        out_format = pio.normalise_format(fmt) if fmt else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--format") from None
-    if method not in METHODS:
-        raise typer.BadParameter(f"choose one of {', '.join(METHODS)}", param_hint="--method")
+    method, visible_position = Method(method).value, Position(visible_position).value
+    out_format = pio.normalise_format(Format(fmt).value) if fmt else None
+    _check_out_is_not_an_input(paths, out)
     payload = _payload(mark, mark_hex)
     visible_mark = _visible(visible_text, visible_image, visible_position, visible_opacity, visible_scale)
     resolved = resolve_key(key) if scheduler is None else _cluster_key(key)
@@ -152,7 +206,11 @@ def run(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(jobs), unit="img", disable=quiet or not jobs, file=sys.stderr, dynamic_ncols=True)
+    # a bar only for a person watching: redirected to a log it would be one line per update
+    bar = tqdm(total=len(jobs), unit="img", disable=quiet or not jobs or not sys.stderr.isatty(), file=sys.stderr,
+               dynamic_ncols=True)
+    if not quiet:
+        _note_unsupported(paths)
 
     def on_result(r) -> None:
         if r.status == "failed":
@@ -161,6 +219,10 @@ def run(
             _err(f"note: {r.src}: {r.note}")
         elif r.status == "would protect" and not quiet:
             _err(f"would protect {r.src} -> {r.dst}")
+        if verbose and not quiet and r.status in ("protected", "skipped"):
+            detail = (f" (PSNR {r.psnr:.1f} dB, {r.seconds:.2f} s)" if r.status == "protected" and r.psnr is not None
+                      else " (up to date)" if r.status == "skipped" else "")
+            _err(f"{r.status}: {r.src} -> {r.dst}{detail}")
 
     try:
         if scheduler is None:
@@ -179,7 +241,7 @@ def run(
     finally:
         bar.close()
     if json_path is not None:
-        pio.atomic_write_bytes(json_path, (json.dumps(report.to_json(), indent=2) + "\n").encode())
+        _write_json(json_path, report.to_json())
     if not quiet:
         if not jobs:
             _err("protect: no images found")
@@ -201,6 +263,39 @@ def _cluster_key(option: Optional[str]):
     from .userdirs import ResolvedKey
 
     return ResolvedKey(found, "option")
+
+
+def _check_out_is_not_an_input(paths: list[Path], out: Optional[Path]) -> None:
+    """--out equal to an input folder (or to the folder of an input file) would put outputs on the originals."""
+    if out is None:
+        return
+    target = out.resolve()
+    for p in paths:
+        folder = p.resolve() if p.is_dir() else p.resolve().parent
+        if folder == target:
+            raise typer.BadParameter(f"{out} is {'the input folder' if p.is_dir() else 'the folder of ' + str(p)}; "
+                                     "outputs keep their names, so they would replace the originals. "
+                                     "Choose another folder", param_hint="--out")
+
+
+def _note_unsupported(paths: list[Path]) -> None:
+    """One note for the picture files protect cannot read (HEIC, AVIF, ...), instead of skipping them silently."""
+    found: dict[str, int] = {}
+    for p in paths:
+        if p.is_file():
+            candidates = [p]
+        else:
+            candidates = []
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".") and not d.endswith("_protected")]
+                candidates += [Path(dirpath, f) for f in filenames if not f.startswith(".")]
+        for c in candidates:
+            if c.suffix.lower() in UNSUPPORTED_IMAGES:
+                found[c.suffix.lower()] = found.get(c.suffix.lower(), 0) + 1
+    if found:
+        kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(found.items()))
+        _err(f"note: skipped {kinds} file(s): protect reads PNG, JPEG, WebP, TIFF, BMP and GIF; "
+             "export or convert them to one of those first")
 
 
 def _visible(text, image, position, opacity, scale):
@@ -258,7 +353,8 @@ def detect(
     files: list[Path] = typer.Argument(..., exists=True, help="Images (or folders of images) to check."),
     key: Optional[str] = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
                                       help="The key the mark was made with (default: your key file)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write the results here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
+                                             help="Write the results here ('-': to standard output)."),
 ) -> None:
     """Look for protect's invisible watermark and print its payload.
 
@@ -273,6 +369,11 @@ def detect(
         raise typer.Exit(2)
     paths = [p for f in files for p in (_walk_images(f, None) if f.is_dir() else [f])]
     rows, failed = [], 0
+    to_stdout = json_path is not None and str(json_path) == "-"  # then the JSON alone goes to stdout
+
+    def say(line: str) -> None:
+        typer.echo(line, err=to_stdout)
+
     for path in paths:
         try:
             img = pio.read_image(path)
@@ -287,13 +388,13 @@ def detect(
             text = payload_text(det.payload)
             shown = f'"{text}"' if text is not None else det.payload.hex()
             fp = det.p_value * 2.0**-16  # sync peak and checksum both matching by chance
-            typer.echo(f"{path}: found {shown} (hex {det.payload.hex()}; chance of a false detection "
+            say(f"{path}: found {shown} (hex {det.payload.hex()}; chance of a false detection "
                        f"{'< 1e-12' if fp < 1e-12 else f'{fp:.1e}'}; scale {det.scale:.2f}, rotation "
                        f"{det.angle:+.1f} deg)")
         else:
-            typer.echo(f"{path}: not found (sync z = {det.z:.1f}, needs >= {Z_THRESHOLD:g} and a valid checksum)")
+            say(f"{path}: not found (sync z = {det.z:.1f}, needs >= {Z_THRESHOLD:g} and a valid checksum)")
     if json_path is not None:
-        pio.atomic_write_bytes(json_path, (json.dumps({"files": rows, "failed": failed}, indent=2) + "\n").encode())
+        _write_json(json_path, {"files": rows, "failed": failed})
     raise typer.Exit(1 if failed else 0)
 
 

@@ -57,9 +57,15 @@ def serve(*, port: int = 0, out_dir: Path | None = None, key: str | None = None,
         return 2
     import uvicorn
 
+    from ..config import load_config
     from ..userdirs import key_file, resolve_key
     from .server import DEFAULT_MAX_UPLOAD, UIConfig, create_app
 
+    settings, problems = load_config()
+    for line in problems:
+        announce(f"protect: {line}")
+    if out_dir is None and settings.get("out"):
+        out_dir = Path(settings["out"])
     resolved = resolve_key(key)
     if resolved.created is not None:
         announce(f"protect: created your secret key at {resolved.created} (keep it private; back it up "
@@ -73,7 +79,7 @@ def serve(*, port: int = 0, out_dir: Path | None = None, key: str | None = None,
     cfg = UIConfig(token=secrets.token_urlsafe(24), port=real_port, out_dir=(out_dir or default_out_dir()).expanduser(),
                    key=resolved, key_path=key_file() if resolved.source == "key file" else None,
                    key_created=resolved.created is not None, workers=workers,
-                   max_upload=max_upload or DEFAULT_MAX_UPLOAD)
+                   max_upload=max_upload or DEFAULT_MAX_UPLOAD, defaults=settings)
     url = f"http://127.0.0.1:{real_port}/?token={cfg.token}"
     config = uvicorn.Config(create_app(cfg), log_level="warning", access_log=False, proxy_headers=False,
                             server_header=False, lifespan="on")

@@ -66,6 +66,7 @@ class UIConfig:
     max_upload: int = DEFAULT_MAX_UPLOAD
     workers: int = 0  # 0 = all cores
     opener: object = None  # callable(Path) -> bool that shows a folder; None = the platform's
+    defaults: dict = field(default_factory=dict)  # the page's initial settings (from config.toml)
     session: str = field(default_factory=lambda: os.urandom(24).hex())
 
     @property
@@ -386,6 +387,7 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
             "key": {"source": cfg.key.source, "path": str(cfg.key_path) if cfg.key_path else None,
                     "created": cfg.key_created},
             "max_upload": cfg.max_upload,
+            "defaults": {k: v for k, v in cfg.defaults.items() if k != "out"},
         })
 
     async def read_upload(request) -> tuple[Path, dict, str] | JSONResponse:

@@ -341,6 +341,20 @@
 
   // ----------------------------------------------------------------- wire
 
+  function applyDefaults(d) {  // the artist's config.toml
+    if (typeof d.strength === "number") $("strength").value = d.strength;
+    if (d.method) $("method").value = d.method;
+    if (d.format) $("format").value = d.format === "jpg" ? "jpeg" : d.format;
+    if (d.visible_position) $("visible-position").value = d.visible_position;
+    for (const [box, field] of [["use-mark", "mark"], ["use-visible", "visible"]]) {
+      if (d[field]) { $(box).checked = true; $(field).value = d[field]; $(field).disabled = false; }
+    }
+    $("visible-position").disabled = !$("use-visible").checked;
+    if (d.author) $("author").value = d.author;
+    if (d.copyright) $("copyright").value = d.copyright;
+    if (typeof d.opt_out === "boolean") $("opt-out").checked = d.opt_out;
+  }
+
   async function start() {
     info = await api("/api/info");
     lang = pickLang();
@@ -348,7 +362,9 @@
     $("out-dir").textContent = info.out_dir;
     $("strength").value = info.presets[preset] !== undefined ? info.presets[preset] : info.default_strength;
     applyLang();
+    applyDefaults(info.defaults || {});
     strengthChanged();
+    renderPresets();
     $("lang").addEventListener("change", () => { lang = $("lang").value; localStorage.setItem("protect-lang", lang); applyLang(); });
     $("strength").addEventListener("input", () => { strengthChanged(); renderPresets(); });
     $("pick-files").addEventListener("click", () => $("file-input").click());
