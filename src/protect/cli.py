@@ -445,8 +445,10 @@ def _print_pair(rep) -> None:
     typer.echo(f"  visibility: PSNR {rep.psnr:.2f} dB   SSIM {rep.ssim:.4f}   SSIMULACRA2 {rep.ssimulacra2:.2f}   "
                f"CIEDE2000 mean {rep.ciede2000_mean:.2f}, p99 {rep.ciede2000_p99:.2f}")
     _print_attack_rows({a.attack: a.__dict__ for a in rep.attacks})
-    if rep.footprint_note:
-        typer.echo(f"  latent footprint skipped: {rep.footprint_note}")
+    from .report import plain_verdict
+
+    for line in plain_verdict(rep):
+        typer.echo(f"  verdict: {line}")
 
 
 def _print_attack_rows(rows: dict) -> None:
@@ -498,12 +500,16 @@ def verify(
         _err(f"error: {note}")
         raise typer.Exit(2)
 
+    skipped_footprint: list[str] = []  # said once for the run, not once per image
+
     def on_pair(name, rep, error) -> None:
         if error is not None:
             _err(f"error: {name}: {error}")
         elif not quiet:
             _print_pair(rep)
             typer.echo("")
+        if rep is not None and rep.footprint_note and rep.footprint_note not in skipped_footprint:
+            skipped_footprint.append(rep.footprint_note)
 
     run = run_verify(original, protected, attacks=names,
                      thresholds=Thresholds(min_psnr, min_ssimulacra2, min_survival),
@@ -518,6 +524,8 @@ def verify(
         typer.echo("  visibility: PSNR {:.2f} dB   SSIMULACRA2 {:.2f}".format(
             *(float(np.median([getattr(r, k) for r in run.reports])) for k in ("psnr", "ssimulacra2"))))
         _print_attack_rows({n: {f: med[f][n] for f in fields} for n in med["survival"]})
+    if skipped_footprint and not quiet:
+        typer.echo(f"latent footprint skipped: {'; '.join(skipped_footprint)}")
     for name, misses in run.failures.items():
         for miss in misses:
             _err(f"below threshold: {name}: {miss}")
@@ -526,7 +534,9 @@ def verify(
     if report_dir is not None and not quiet:
         _err(f"protect: report written to {report_dir / 'index.html'}")
     missed = sum(1 for v in run.failures.values() if v)
-    _err(f"protect verify: {len(run.reports)} verified, {len(run.errors)} failed, {missed} below threshold; "
+    given = Thresholds(min_psnr, min_ssimulacra2, min_survival).given
+    _err(f"protect verify: {len(run.reports)} verified, {len(run.errors)} failed, "
+         f"{f'{missed} below threshold' if given else 'no thresholds given'}; "
          f"{run.seconds:.1f} s")
     raise typer.Exit(run.exit_code)
 

@@ -16,7 +16,7 @@ import numpy as np
 from .declutter import ATTACKS
 from .verify import PairReport, median_by_attack
 
-__all__ = ["contact_sheet", "window_of_interest", "render_html", "SHEET_ATTACKS", "sheet_filename"]
+__all__ = ["contact_sheet", "window_of_interest", "render_html", "SHEET_ATTACKS", "sheet_filename", "plain_verdict"]
 
 SHEET_ATTACKS = ("adverse_cleaner", "jpeg75")  # the two attacks drawn on every sheet
 PANEL = 384  # panel side in pixels (1:1 crops of the image)
@@ -155,6 +155,31 @@ def contact_sheet(report: PairReport, original8: np.ndarray, protected8: np.ndar
     return np.vstack([row(top), np.full((8, row(top).shape[1], 3), 255, np.uint8), row(bottom)])
 
 
+def plain_verdict(report: PairReport) -> list[str]:
+    """What the figures mean for an artist, one short sentence each: is it visible at 100 %,
+    and what is left after a typical repost (when the ``repost`` attack was run)."""
+    s2 = report.ssimulacra2
+    if s2 >= 90:
+        seen = f"hard to see at 100 % (SSIMULACRA2 {s2:.1f}, 90 or more is visually lossless)"
+    elif s2 >= 80:
+        seen = f"faint at 100 %: visible on a close look, mostly on flat colour (SSIMULACRA2 {s2:.1f})"
+    else:
+        seen = f"visible at 100 % (SSIMULACRA2 {s2:.1f}; a lower strength makes it fainter)"
+    lines = [seen]
+    repost = next((a for a in report.attacks if a.attack == "repost"), None)
+    if repost is None or repost.survival is None:
+        lines.append("repost not measured (run with the repost attack)")
+    else:
+        share = repost.survival
+        amount = "most" if share >= 0.5 else "part" if share >= 0.2 else "little"
+        line = f"a typical repost (JPEG 85, at most 4096 px) leaves {amount} of it ({100 * share:.0f} % of its energy)"
+        if repost.footprint_ratio is not None:
+            line += (f"; it then still moves the encoder's latent {repost.footprint_ratio:.1f}x as far as random "
+                     "noise of the same strength")
+        lines.append(line)
+    return lines
+
+
 def sheet_filename(name: str) -> str:
     """A flat, safe PNG name for a pair's relative path."""
     safe = "".join(c if (c.isalnum() or c in "-_") else "_" for c in name.replace("/", "__"))
@@ -214,14 +239,20 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 
 table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f2f2f2; } td:first-child, td:nth-child(2) { text-align: left; }
-img.sheet { max-width: 100%; border: 1px solid #ddd; }
+.sheet-box { overflow-x: auto; }
+img.sheet { max-width: none; image-rendering: pixelated; border: 1px solid #ddd; }  /* 1:1: never scaled */
 .note { color: #555; font-size: 14px; max-width: 60em; }
 """
 
 
 def render_html(reports: Sequence[PairReport], sheets: dict[str, str], *, title: str,
-                failures: dict[str, list[str]] | None = None, settings: dict | None = None) -> str:
-    """The ``index.html`` of ``protect verify --report``."""
+                failures: dict[str, list[str]] | None = None, settings: dict | None = None,
+                thresholds_given: bool = False, sheet_sizes: dict[str, tuple[int, int]] | None = None) -> str:
+    """The ``index.html`` of ``protect verify --report``.
+
+    The verdict column says in words what the figures mean (:func:`plain_verdict`); it says
+    "meets your thresholds" only when thresholds were given."""
+    sheet_sizes = sheet_sizes or {}
     failures = failures or {}
     with_fp = any(a.footprint_ratio is not None for r in reports for a in r.attacks)
     medians = {f: median_by_attack(reports, f) for f in _FIELDS}
@@ -240,7 +271,8 @@ def render_html(reports: Sequence[PairReport], sheets: dict[str, str], *, title:
     parts.append("<h2>Visibility</h2><table><tr><th>image</th><th>size</th><th>PSNR dB</th><th>SSIM</th>"
                  "<th>SSIMULACRA2</th><th>CIEDE2000 mean</th><th>CIEDE2000 p99</th><th>verdict</th></tr>")
     for r in reports:
-        verdict = "; ".join(failures.get(r.name, [])) or "ok"
+        misses = failures.get(r.name, [])
+        verdict = "; ".join(plain_verdict(r) + (misses or (["meets your thresholds"] if thresholds_given else [])))
         parts.append(f"<tr><td><a href='#{html.escape(sheet_filename(r.name))}'>{html.escape(r.name)}</a></td>"
                      f"<td>{r.width}&times;{r.height}</td><td>{_fmt(r.psnr, '.2f')}</td><td>{_fmt(r.ssim, '.4f')}</td>"
                      f"<td>{_fmt(r.ssimulacra2, '.2f')}</td><td>{_fmt(r.ciede2000_mean, '.2f')}</td>"
@@ -263,8 +295,10 @@ def render_html(reports: Sequence[PairReport], sheets: dict[str, str], *, title:
         anchor = html.escape(sheet_filename(r.name))
         parts.append(f"<h3 id='{anchor}'>{html.escape(r.name)}</h3>")
         if r.name in sheets:
-            parts.append(f"<a href='{html.escape(sheets[r.name])}'><img class='sheet' src='{html.escape(sheets[r.name])}' "
-                         f"alt='contact sheet of {html.escape(r.name)}'></a>")
+            w, h = sheet_sizes.get(r.name, (None, None))
+            size = f" width='{w}' height='{h}'" if w else ""
+            parts.append(f"<div class='sheet-box'><a href='{html.escape(sheets[r.name])}'><img class='sheet'{size} "
+                         f"src='{html.escape(sheets[r.name])}' alt='contact sheet of {html.escape(r.name)}'></a></div>")
         rows = {a.attack: {f: getattr(a, f) for f in _FIELDS} for a in r.attacks}
         parts.append(_attack_table(rows, with_fp))
     parts.append("</body></html>\n")

@@ -82,6 +82,11 @@ class Thresholds:
     min_ssimulacra2: float | None = None
     min_survival: float | None = None
 
+    @property
+    def given(self) -> bool:
+        """True when at least one threshold is set (only then can a pair "meet" them)."""
+        return any(v is not None for v in (self.min_psnr, self.min_ssimulacra2, self.min_survival))
+
 
 @dataclass
 class PairReport:

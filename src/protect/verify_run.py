@@ -140,6 +140,7 @@ def run_verify(
         "machine": f"{platform.machine()} {platform.system()}",
     })
     sheets: dict[str, str] = {}
+    sheet_sizes: dict[str, tuple[int, int]] = {}
     keep = SHEET_ATTACKS if report_dir is not None else ()
     for name, src, dst in pair_files(Path(original), Path(protected)):
         try:
@@ -161,6 +162,7 @@ def run_verify(
                 rel = "sheets/" + sheet_filename(name)
                 pio.write_image(report_dir / rel, pio.ImageFile([pio.Frame(sheet)], "PNG"))
                 sheets[name] = rel
+                sheet_sizes[name] = (sheet.shape[1], sheet.shape[0])
             rep.images.clear()
             run.reports.append(rep)
             run.failures[name] = rep.failures(thresholds)
@@ -174,7 +176,8 @@ def run_verify(
     run.seconds = time.perf_counter() - t0
     if report_dir is not None:
         page = render_html(run.reports, sheets, title=f"protect verify: {original} vs {protected}",
-                           failures=run.failures, settings={k: v for k, v in run.settings.items() if k != "attacks"})
+                           failures=run.failures, settings={k: v for k, v in run.settings.items() if k != "attacks"},
+                           thresholds_given=thresholds.given, sheet_sizes=sheet_sizes)
         pio.atomic_write_bytes(report_dir / "index.html", page.encode("utf-8"))
     return run
 
