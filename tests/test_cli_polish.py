@@ -103,6 +103,8 @@ def test_heic_and_avif_are_skipped_with_a_note(art):
 def test_fixed_choices_and_examples_in_help():
     res = _protect("run", "--help", env=_env(COLUMNS="200"))
     assert "Examples" in res.stdout and "adversarial" in res.stdout and "bottom-right" in res.stdout
+    for panel in ("Strength and key", "Output", "Marks and metadata", "Visible signature", "Running"):
+        assert panel in res.stdout
     res = _protect(str(SAMPLE), "--method", "fancy")
     assert res.returncode == 2 and "texture" in res.stderr
     res = _protect(str(SAMPLE), "--visible", "x", "--visible-position", "middle")

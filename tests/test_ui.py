@@ -218,3 +218,13 @@ def test_serve_without_the_extra_says_what_to_install(monkeypatch):
     assert serve(open_browser=False, announce=lines.append) == 2
     assert lines == ['error: the page needs the ui extra: pip install "protect-art[ui]" '
                      "(Starlette, uvicorn and python-multipart)"]
+
+
+def test_stop_button_stops_the_server(tmp_path):
+    stopped = []
+    cfg = UIConfig(token="t", port=PORT, out_dir=tmp_path, key=resolve_key("k"), on_stop=lambda: stopped.append(1))
+    with TestClient(create_app(cfg, warm=False), base_url=BASE) as client:
+        assert client.get("/api/info?token=t").json()["can_stop"] is True
+        assert client.post("/api/stop?token=t").status_code == 403  # no Origin: refused
+        assert client.post("/api/stop?token=t", headers={"origin": BASE}).json() == {"stopping": True}
+    assert stopped == [1]

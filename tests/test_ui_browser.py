@@ -156,5 +156,17 @@ def test_page_protects_dropped_files_in_english_and_japanese(page_server, tmp_pa
             assert stranger.goto(base + "/").status == 403
             assert stranger.goto(base + "/api/info").status == 403
             assert not errors, errors
+            # the Stop button ends the server (the app's users have no terminal to press Ctrl+C in)
+            page.click("#stop")
+            page.wait_for_selector("#stopped:has-text('protect を終了しました')")
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(base + "/", timeout=1)
+                except urllib.error.HTTPError:
+                    time.sleep(0.1)  # still answering (403): not gone yet
+                except (urllib.error.URLError, ConnectionError, OSError):
+                    break
+            else:
+                raise AssertionError("the server did not stop")
         finally:
             browser.close()

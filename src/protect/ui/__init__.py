@@ -85,6 +85,11 @@ def serve(*, port: int = 0, out_dir: Path | None = None, key: str | None = None,
                             server_header=False, lifespan="on")
     server = uvicorn.Server(config)
 
+    def stop() -> None:
+        server.should_exit = True
+
+    cfg.on_stop = stop
+
     def ready() -> None:
         # uvicorn sets .started once it accepts connections: only then announce the address
         import time

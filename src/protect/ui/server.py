@@ -67,6 +67,7 @@ class UIConfig:
     workers: int = 0  # 0 = all cores
     opener: object = None  # callable(Path) -> bool that shows a folder; None = the platform's
     defaults: dict = field(default_factory=dict)  # the page's initial settings (from config.toml)
+    on_stop: object = None  # callable() that stops the server (the page's Stop button); None = not offered
     session: str = field(default_factory=lambda: os.urandom(24).hex())
 
     @property
@@ -388,6 +389,7 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
                     "created": cfg.key_created},
             "max_upload": cfg.max_upload,
             "defaults": {k: v for k, v in cfg.defaults.items() if k != "out"},
+            "can_stop": cfg.on_stop is not None,
         })
 
     async def read_upload(request) -> tuple[Path, dict, str] | JSONResponse:
@@ -574,6 +576,12 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
         cfg.out_dir = path
         return JSONResponse({"out_dir": str(path)})
 
+    async def stop(request):
+        if cfg.on_stop is None:
+            return error(404, "cannot_stop")
+        cfg.on_stop()
+        return JSONResponse({"stopping": True})
+
     async def key_backup(request):
         return Response(cfg.key.key + "\n", media_type="text/plain; charset=utf-8", headers={
             "content-disposition": 'attachment; filename="protect-key.txt"', "cache-control": "no-store"})
@@ -601,6 +609,7 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
         Route("/api/open-folder", open_folder, methods=["POST"]),
         Route("/api/out-dir", set_out_dir, methods=["POST"]),
         Route("/api/key-backup", key_backup, methods=["POST"]),
+        Route("/api/stop", stop, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

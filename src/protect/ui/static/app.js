@@ -410,6 +410,11 @@
       } catch (err) { $("run-status").textContent = err.message; }
     });
     $("key-backup").addEventListener("click", backupKey);
+    $("stop").hidden = !info.can_stop;
+    $("stop").addEventListener("click", async () => {
+      try { await api("/api/stop", {}); } catch (err) { /* the server may be gone already */ }
+      document.querySelector("main").hidden = true; $("stop").hidden = true; $("stopped").hidden = false;
+    });
     document.body.dataset.ready = "1";
   }
 
