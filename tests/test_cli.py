@@ -333,21 +333,50 @@ def test_declutter_one_attack_to_file_and_all_to_folder(tmp_path):
 # ------------------------------------------------------------ watermark CLI
 
 
+def _big_cel(path):
+    """The flat-colour sample at 1024 x 768: big enough to carry the mark a few times over."""
+    with Image.open(SAMPLES / "cel_flat_fills.png") as im:
+        im.convert("RGB").resize((1024, 768), Image.BICUBIC).save(path)
+
+
 def test_mark_then_detect_with_and_without_the_key(tmp_path):
-    shutil.copy(SAMPLES / "cel_flat_fills.png", tmp_path / "cel.png")
+    _big_cel(tmp_path / "cel.png")
     res = run(tmp_path / "cel.png", "--key", "k1", "--mark", "ann_art", "--json", tmp_path / "r.json")
     assert res.exit_code == 0, res.output
-    assert json.loads((tmp_path / "r.json").read_text())["files"][0]["psnr"] > 38
+    row = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert row["psnr"] > 38 and row["mark_readable"] is True
+    assert "cannot be read back" not in res.output
     res = run("detect", tmp_path / "cel_protected.png", tmp_path / "cel.png", "--key", "k1",
               "--json", tmp_path / "d.json")
     assert res.exit_code == 0
     lines = res.stdout.strip().splitlines()
-    assert 'found "ann_art"' in lines[0] and "not found" in lines[1]
+    assert lines == [f"{tmp_path / 'cel_protected.png'}: found: ann_art (certain)", f"{tmp_path / 'cel.png'}: no mark found"]
     data = json.loads((tmp_path / "d.json").read_text())["files"]
     assert data[0]["payload_text"] == "ann_art" and data[0]["payload_hex"] == "616e6e5f61727400"
-    assert data[1]["found"] is False and data[1]["payload_hex"] is None
+    assert data[0]["confidence"] == "certain" and data[0]["algorithm"] == "qim32-sync128-v2"
+    assert data[1]["found"] is False and data[1]["payload_hex"] is None and data[1]["confidence"] is None
     res = run("detect", tmp_path / "cel_protected.png", "--key", "other")
-    assert res.exit_code == 0 and "not found" in res.stdout
+    assert res.exit_code == 0 and "no mark found" in res.stdout
+    # --require: exit 1 when a file carries no mark, for scripts
+    assert run("detect", tmp_path / "cel_protected.png", "--key", "k1", "--require").exit_code == 0
+    res = run("detect", tmp_path / "cel_protected.png", tmp_path / "cel.png", "--key", "k1", "--require")
+    assert res.exit_code == 1 and "found: ann_art" in res.stdout
+    # a file named twice, or also inside a folder named, is listed once
+    res = run("detect", tmp_path / "cel_protected.png", tmp_path / "cel_protected.png", tmp_path, "--key", "k1")
+    assert res.exit_code == 0
+    assert [ln.split(": ")[0] for ln in res.stdout.strip().splitlines()].count(str(tmp_path / "cel_protected.png")) == 1
+
+
+def test_mark_self_check_says_when_the_picture_is_too_small(tmp_path):
+    Image.fromarray(textured(120, 160)).save(tmp_path / "tiny.png")
+    res = run(tmp_path / "tiny.png", "--key", "k1", "--mark", "ann_art", "--json", tmp_path / "r.json")
+    assert res.exit_code == 0, res.output
+    assert "tiny.png: the invisible mark cannot be read back" in res.output
+    row = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert row["mark_readable"] is False and "cannot be read back" in row["note"]
+    # without --mark there is nothing to check
+    res = run(tmp_path / "tiny.png", "--key", "k1", "--out", tmp_path / "plain", "--json", tmp_path / "p.json")
+    assert json.loads((tmp_path / "p.json").read_text())["files"][0]["mark_readable"] is None
 
 
 def test_mark_options_are_validated(tmp_path):

@@ -41,7 +41,8 @@ from .pipeline import Settings, diff_stats, protect_image
 from .metadata import MetadataSettings, authorship_exif, optout_xmp
 from .provenance import ProvenanceError
 from .visible import VisibleMark, apply_visible
-from .watermark import embed_mark
+from .watermark import ALGORITHM as MARK_ALGORITHM
+from .watermark import detect_mark, embed_mark
 
 SUFFIX = "_protected"
 
@@ -93,7 +94,7 @@ class Options:
             mask_id = [str(mask), st.st_size, st.st_mtime_ns]
         payload = json.dumps(
             [__version__, self.settings.algorithm, self.settings.strength, key_id, self.format, self.jpeg_quality, mask_id,
-             self.mark.hex() if self.mark is not None else None,
+             [MARK_ALGORITHM, self.mark.hex()] if self.mark is not None else None,
              [self.metadata.opt_out, self.metadata.author, self.metadata.copyright],
              _visible_id(self.visible),
              hashlib.sha256(self.c2pa[0]).hexdigest()[:16] if self.c2pa is not None else None]
@@ -119,6 +120,7 @@ class FileResult:
     frames: int | None = None
     seconds: float | None = None
     note: str | None = None  # something the user should know about an output that was written
+    mark_readable: bool | None = None  # with --mark: the mark was read back from the output right after embedding
 
 
 @dataclass
@@ -411,6 +413,12 @@ def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, m
         if options.mark is not None:
             out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
             rep.psnr = diff_stats(fr.pixels, out)[0]
+            if res.mark_readable is None:  # self-check on the first frame: can the mark be read back?
+                back = detect_mark(out, options.settings.key, alpha=fr.alpha)
+                res.mark_readable = bool(back.found and back.payload == options.mark)
+                if not res.mark_readable:
+                    notes.append("the invisible mark cannot be read back from this picture "
+                                 "(too small or too transparent to carry it)")
         worst_psnr = min(worst_psnr, rep.psnr)
         if options.verify:
             from .metrics import ssimulacra2

@@ -355,20 +355,27 @@ def detect(
                                       help="The key the mark was made with (default: your key file)."),
     json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
                                              help="Write the results here ('-': to standard output)."),
+    require: bool = typer.Option(False, "--require", help="Exit 1 when a file carries no readable mark (for scripts)."),
 ) -> None:
     """Look for protect's invisible watermark and print its payload.
 
-    Exit codes: 0 every file was read (found or not), 1 a file could not be read, 2 usage error.
+    Exit codes: 0 every file was read (found or not; with --require: every file has a mark),
+    1 a file could not be read (or, with --require, has no mark), 2 usage error.
     """
     from .batch import _walk_images, describe_error
-    from .watermark import Z_THRESHOLD, detect_mark, payload_text
+    from .watermark import detect_mark, describe_detection
 
     resolved = resolve_key(key, create=False)
     if resolved is None:
         _err("error: no key given and no key file exists; pass --key")
         raise typer.Exit(2)
-    paths = [p for f in files for p in (_walk_images(f, None) if f.is_dir() else [f])]
-    rows, failed = [], 0
+    paths, seen = [], set()
+    for f in files:
+        for p in (_walk_images(f, None) if f.is_dir() else [f]):
+            if p.resolve() not in seen:  # a file named twice (or inside a folder also named) is read once
+                seen.add(p.resolve())
+                paths.append(p)
+    rows, failed, missing = [], 0, 0
     to_stdout = json_path is not None and str(json_path) == "-"  # then the JSON alone goes to stdout
 
     def say(line: str) -> None:
@@ -384,18 +391,11 @@ def detect(
             _err(f"error: {path}: {describe_error(exc)}")
             continue
         rows.append({"file": str(path), **det.to_json()})
-        if det.found:
-            text = payload_text(det.payload)
-            shown = f'"{text}"' if text is not None else det.payload.hex()
-            fp = det.p_value * 2.0**-16  # sync peak and checksum both matching by chance
-            say(f"{path}: found {shown} (hex {det.payload.hex()}; chance of a false detection "
-                       f"{'< 1e-12' if fp < 1e-12 else f'{fp:.1e}'}; scale {det.scale:.2f}, rotation "
-                       f"{det.angle:+.1f} deg)")
-        else:
-            say(f"{path}: not found (sync z = {det.z:.1f}, needs >= {Z_THRESHOLD:g} and a valid checksum)")
+        missing += not det.found
+        say(f"{path}: {describe_detection(det)}")
     if json_path is not None:
         _write_json(json_path, {"files": rows, "failed": failed})
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(1 if failed or (require and missing) else 0)
 
 
 @app.command("ui")

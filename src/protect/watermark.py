@@ -1,55 +1,65 @@
-"""A keyed, invisible, tile-periodic watermark with a 64-bit payload.
+"""A keyed, invisible watermark with a 64-bit payload that a copied pattern cannot fake.
 
-Embedding
----------
-A 128 x 128 luminance tile is synthesised in the Fourier domain from the
-artist's key: the frequency bins of a band (periods of 4 to 16 px) are
-shuffled by the key; a quarter of them carry a fixed *reference* (sync)
-pattern, the rest are split into groups, one group per coded bit, each bin
-with a keyed random phase and the sign of its bit.  The payload (64 bits)
-gets a CRC-16 and a rate-1/2 convolutional code (constraint length 7, the
-NASA/CCSDS generators 171/133 octal), 172 coded bits in all.  The tile is
-repeated over the whole image and added to luminance (the same value on
-every channel), scaled by a perceptual gain: weaker on flat colour, stronger
-in texture, zero where alpha is 0.
+Two layers, both keyed (algorithm ``qim32-sync128-v2``):
+
+The payload: dither modulation of cell means
+---------------------------------------------
+The image is cut into CELL x CELL px cells (32: 4 x 4 JPEG blocks, whose
+means JPEG keeps to +-1 level even at quality 50).  A keyed layout of
+CELLS x CELLS cells (512 px) repeats over the image: each cell of it carries
+one coded bit (the payload, a CRC-16 and a rate-1/2 convolutional code,
+constraint length 7, the NASA/CCSDS generators 171/133 octal: 172 coded bits)
+or a keyed known *reference* bit (the other 84 cells).  A cell's luminance
+mean is moved towards the nearest point of its bit's lattice
+``dither + bit * STEP / 2 + STEP * Z`` (the dither is keyed per cell), by a
+smooth sine-window bump: all of the way in texture, FLAT_MOVE of it on flat
+colour, where a change of mean shows (distortion-compensated QIM).  A pixel at
+0 or 255 cannot move, so the others of its cell carry its share, and two
+passes put back what rounding took.
+
+The change depends on the picture (it is whatever moves *this* cell's mean
+onto its lattice), so averaging many marked posts averages it away, and the
+average added to another picture puts no cell on its lattice: neither
+removal by an estimate nor forgery by copying works (see
+``benchmarks/watermark_attacks.py``).
+
+The sync: a tile-periodic pattern for the geometry
+--------------------------------------------------
+A 128 x 128 keyed luminance pattern (every frequency of the band of periods
+4 to 16 px, keyed phases), repeated and added with a perceptual gain.  It
+carries nothing; it gives the scale, rotation and crop offset after resizing,
+rotation and cropping (lattice search by whitened autocorrelation, folding,
+cross-correlation with the pattern, as in issue 5's detector).  A copied sync
+pattern proves nothing: ``Detection.sync_only`` says when it is there
+without the payload layer.
 
 Detection
 ---------
-1. A band-pass residual of luminance (difference of Gaussians), divided by
-   the local variance of the artwork in that band and multiplied by the
-   mark's expected gain (the matched-filter weighting), suppresses the
-   artwork and keeps the mark.
-2. The tiling is a lattice, so the residual's spectrum has spikes on the
-   reciprocal lattice.  The power spectrum of a centre crop is *whitened*
-   (divided by its own local average, which flattens the artwork's smooth
-   spectrum and leaves the spikes), and its inverse transform, a sharpened
-   autocorrelation, has peaks at the lattice vectors; their length and
-   angle give the scale and rotation the image went through (resizing from
-   0.4x to 1.7x, rotations within 6 degrees).  Several candidate lattices
-   are kept: the artwork's own periodic structure (hatching, screentone)
-   can outscore the mark; the sync pattern decides between them.
-3. The residual is folded onto one tile of that lattice (every pixel
-   averaged into its tile position), which adds up all repetitions of the
-   mark while the artwork averages out.
-4. The folded tile, whitened per ring of spatial frequency, is
-   cross-correlated with the reference pattern at every cyclic shift (one
-   FFT): the shift of the peak (refined to a fraction of a pixel) undoes any
-   crop, and the peak's height in standard deviations of all shifts (``z``)
-   is the detection statistic.
-5. The coded bits are read as soft values from their frequency groups, each
-   bin weighted by its ring's signal-to-noise ratio measured on the
-   reference bins (attacks such as JPEG, blur and resizing wipe out some
-   frequencies and leave others), Viterbi-decoded, and the CRC is checked.
+1. The sync's lattice and offset; refined (a cell's mean moves with its box,
+   so the geometry is needed to a fraction of a pixel) by the reference
+   cells' score on a centre window; the picture resampled onto the original's
+   grid; the brightness gain searched (GAIN_RANGE) and which sync tile of the
+   layout the grid starts on.
+2. Without the sync (it may have been estimated and subtracted): the grid is
+   searched at unchanged geometry, every pixel offset and layout offset.
+3. For every hypothesis, each cell's mean becomes a phasor
+   ``exp(2 pi i mean / (gain STEP))``, averaged per layout cell; the reference
+   cells' correlation ``S`` with their keyed phasors gives the score
+   ``|S|^2 / sum |F|^2``, exponential(1) without the mark whatever the picture
+   (the reference phases are keyed and independent of it).  A common phase
+   (a brightness offset) does not change it.
+4. The best hypothesis's data cells, turned by the common phase and their
+   dither, are soft bits for the Viterbi decoder; the CRC is checked.
 
-A mark is reported *found* only when ``z >= Z_THRESHOLD`` and the CRC
-matches.  False positives: under the null hypothesis (no mark, or another
-key) the correlation at each shift is approximately standard normal, so the
-chance that any of the ``n`` shifts and lattices tried reaches ``z`` is at
-most ``n * Q(z)`` (Bonferroni).  With ``Z_THRESHOLD = 6.5`` and up to
-``1 + LATTICE_CANDIDATES = 9`` lattices, ``n = 9 * 128^2`` and the bound is
-5.9e-6 per image; the CRC must also match (2^-16), so the modelled
-false-positive rate is about 9e-11 per image.
-``benchmarks/watermark.py`` checks it on thousands of unmarked crops.
+False detections: the chance that any of the ``n`` hypotheses tried reaches
+the score is at most ``n * exp(-score)`` (Bonferroni); with the CRC matching
+as well (2^-16) that is the reported ``p_value``.  A mark is *found* when the
+CRC matches and ``p_value < P_FOUND`` (1e-6), "certain" under P_CERTAIN
+(1e-9), "likely" otherwise.  ``benchmarks/watermark.py`` checks it on
+thousands of unmarked crops.
+
+Version 1 (issue 5: the payload in the additive tile) is not read: it could be
+estimated from a few posts and copied onto any picture.
 """
 
 from __future__ import annotations
@@ -66,6 +76,7 @@ from .kernels import watermark as wk
 
 __all__ = [
     "Detection",
+    "describe_detection",
     "payload_from_text",
     "payload_from_hex",
     "payload_text",
@@ -73,31 +84,44 @@ __all__ = [
     "detect_mark",
     "MARK_AMPLITUDE",
     "Z_THRESHOLD",
+    "ALGORITHM",
 ]
 
-TILE = 128
-PERIOD_MIN, PERIOD_MAX = 4.0, 16.0  # px, at the embedding scale
+TILE = 128  # side of the sync tile, px
+PERIOD_MIN, PERIOD_MAX = 4.0, 16.0  # px, at the embedding scale: the sync pattern's band
 PAYLOAD_BITS = 64
 CRC_BITS = 16
 K = 7  # constraint length of the convolutional code
 G0, G1 = 0o171, 0o133
 CODED_BITS = 2 * (PAYLOAD_BITS + CRC_BITS + K - 1)
-REFERENCE_FRACTION = 0.25
-# Gains in 8-bit code values (the tile has unit RMS): 1.1 in texture, 0.6 on flat colour.  Set by
-# benchmarks/watermark.py: recovery depends almost only on the flat-colour gain (texture hides the
-# mark from the eye and from the detector alike), visibility on both; 2.0 / 0.6 recovered the same
-# payloads at SSIMULACRA2 92.1, 1.1 / 0.6 is at 94.2, above the noise at strength 0.2 (93.5).
-MARK_AMPLITUDE = 1.1
+# Sync gains in 8-bit code values (the tile has unit RMS): 1.1 in texture, 0.6 on flat colour (set
+# in issue 5 by benchmarks/watermark.py; the sync only has to give the geometry now).
+MARK_AMPLITUDE = 0.8
 FLAT_GAIN = 0.55  # fraction of MARK_AMPLITUDE on flat colour
-Z_THRESHOLD = 6.5
+# The payload carrier: dither modulation (QIM) of the mean luminance of CELL x CELL blocks.
+CELL = 32  # px; a cell is 4 x 4 JPEG blocks, whose means JPEG keeps to +-1 level even at q50
+CELLS = 16  # the keyed layout repeats every CELLS x CELLS cells (512 px, 4 x 4 sync tiles)
+FLAT_MOVE = 0.4  # the share of the way to the lattice a cell's mean is moved on flat colour ...
+TEXTURE_MOVE = 2.0  # ... rising to all of it where the perceptual mask's cell mean reaches 1 / TEXTURE_MOVE
+STEP = 2.0  # quantiser step of the cell means, 8-bit levels (bits 0 / 1 are STEP / 2 apart)
+REF_CELLS = CELLS * CELLS - CODED_BITS  # cells with keyed known bits: detection and sync
+GAIN_RANGE = (0.8, 1.25)  # brightness/contrast gains searched when the sync gives the alignment
+GAIN_STEP = 0.002  # relative; keeps the phase error of a 255-level mean under STEP / 8
+CLIPPED = (0.5, 0.02)  # cells may have this share of pixels clipped: white paper, or after brightening
+REFINE_WINDOW = 768  # px: the centre window the geometry is refined on
+SUBSHIFT = 4  # px: the grid of cell phases tried when the cell grid is searched without the sync
+P_FOUND = 1e-6  # modelled chance of a false detection under which a mark is reported found
+P_CERTAIN = 1e-9  # ... and reported "certain"
+Z_THRESHOLD = 6.5  # sync z above which the sync pattern counts as present (it proves nothing alone)
 RANK_CROP = 1024  # side of the centre crop on which lattice candidates are ranked
 LATTICE_CANDIDATES = 8  # lattices from the autocorrelation tried besides "unchanged"
 WHITEN_SIGMA = 4.0  # frequency bins: the local average that whitens the crop's power spectrum
-SYNC_RINGS = 6  # rings of spatial frequency over the band, for whitening and bit weights
+SYNC_RINGS = 6  # rings of spatial frequency over the band, for whitening
 VARIANCE_FLOOR = 0.5  # levels^2: rounding and mild compression noise
 SCALE_RANGE = (0.4, 1.7)
 ANGLE_RANGE_DEG = 6.0
-_DOMAIN = b"protect-watermark-v1"
+ALGORITHM = "qim32-sync128-v2"  # v1 (issue 5, additive payload) is not read: it could be copied
+_DOMAIN = b"protect-wm-v2"
 
 
 # ----------------------------------------------------------------- payload
@@ -222,23 +246,22 @@ def viterbi_decode(soft: np.ndarray, n_bits: int) -> np.ndarray:
 # ------------------------------------------------------------ keyed layout
 
 
+def _key_seed(key: str, purpose: bytes) -> int:
+    h = hashlib.blake2b(key.encode("utf-8"), digest_size=16, person=_DOMAIN, salt=purpose.ljust(16, b"\0")[:16])
+    return int.from_bytes(h.digest(), "big")
+
+
 @dataclass(frozen=True)
-class _Layout:
-    ref_rows: np.ndarray
-    ref_cols: np.ndarray
-    ref_phase: np.ndarray  # complex unit phasors
-    bit_rows: np.ndarray  # (CODED_BITS, per_bit)
-    bit_cols: np.ndarray
-    bit_phase: np.ndarray
-    reference: np.ndarray  # the (TILE, TILE) reference pattern, unit RMS over the tile
-
-
-def _key_seed(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=16, person=_DOMAIN[:16]).digest(), "big")
+class _Sync:
+    rows: np.ndarray
+    cols: np.ndarray
+    phase: np.ndarray  # complex unit phasors
+    tile: np.ndarray  # the (TILE, TILE) sync pattern, unit RMS
 
 
 @lru_cache(maxsize=8)
-def _layout(key: str) -> _Layout:
+def _sync(key: str) -> _Sync:
+    """The keyed sync pattern: every bin of the band, with a keyed random phase."""
     t = TILE
     fy = np.fft.fftfreq(t)[:, None]
     fx = np.fft.rfftfreq(t)[None, :]
@@ -247,34 +270,115 @@ def _layout(key: str) -> _Layout:
     band[:, 0] = False  # keep only bins whose conjugates are implicit (no self-symmetric columns)
     band[:, -1] = False
     rows, cols = np.nonzero(band)
-    rng = np.random.default_rng(_key_seed(key))
-    order = rng.permutation(len(rows))
-    rows, cols = rows[order], cols[order]
+    rng = np.random.default_rng(_key_seed(key, b"sync"))
     phase = np.exp(2j * np.pi * rng.random(len(rows)))
-    n_ref = int(len(rows) * REFERENCE_FRACTION)
-    per_bit = (len(rows) - n_ref) // CODED_BITS
-    n_ref = len(rows) - per_bit * CODED_BITS  # the leftover bins strengthen the reference
     spec = np.zeros((t, t // 2 + 1), np.complex128)
-    spec[rows[:n_ref], cols[:n_ref]] = phase[:n_ref]
-    reference = np.fft.irfft2(spec, s=(t, t))
-    reference /= np.sqrt(np.mean(reference**2))
-    data = slice(n_ref, None)
-    return _Layout(
-        rows[:n_ref], cols[:n_ref], phase[:n_ref],
-        rows[data].reshape(CODED_BITS, per_bit), cols[data].reshape(CODED_BITS, per_bit),
-        phase[data].reshape(CODED_BITS, per_bit), reference.astype(np.float32),
-    )
+    spec[rows, cols] = phase
+    tile = np.fft.irfft2(spec, s=(t, t))
+    tile /= np.sqrt(np.mean(tile**2))
+    return _Sync(rows, cols, phase, tile.astype(np.float32))
 
 
-def mark_tile(payload: bytes, key: str) -> np.ndarray:
-    """The (TILE, TILE) float32 luminance pattern for ``payload`` under ``key``, unit RMS."""
-    lay = _layout(key)
-    symbols = 1.0 - 2.0 * conv_encode(_message_bits(payload)).astype(np.float64)
-    spec = np.zeros((TILE, TILE // 2 + 1), np.complex128)
-    spec[lay.ref_rows, lay.ref_cols] = lay.ref_phase
-    spec[lay.bit_rows, lay.bit_cols] = lay.bit_phase * symbols[:, None]
-    tile = np.fft.irfft2(spec, s=(TILE, TILE))
-    return (tile / np.sqrt(np.mean(tile**2))).astype(np.float32)
+def mark_tile(key: str) -> np.ndarray:
+    """The (TILE, TILE) float32 sync pattern under ``key``, unit RMS (it carries no payload)."""
+    return _sync(key).tile
+
+
+@dataclass(frozen=True)
+class _Cells:
+    dither: np.ndarray  # (CELLS * CELLS,) keyed offsets of the quantiser, in [0, STEP)
+    data: np.ndarray  # (CODED_BITS,) the cell index that carries each coded bit
+    ref: np.ndarray  # (REF_CELLS,) the reference cells' indices
+    ref_bits: np.ndarray  # their keyed known bits
+
+
+@lru_cache(maxsize=8)
+def _cells(key: str) -> _Cells:
+    rng = np.random.default_rng(_key_seed(key, b"cells"))
+    order = rng.permutation(CELLS * CELLS)
+    dither = rng.random(CELLS * CELLS) * STEP
+    ref_bits = rng.integers(0, 2, REF_CELLS).astype(np.uint8)
+    return _Cells(dither, order[:CODED_BITS], order[CODED_BITS:], ref_bits)
+
+
+def _cell_bits(payload: bytes, key: str) -> np.ndarray:
+    """The bit (0/1) that every cell index of the layout carries for ``payload``."""
+    lay = _cells(key)
+    bits = np.zeros(CELLS * CELLS, np.uint8)
+    bits[lay.data] = conv_encode(_message_bits(payload))
+    bits[lay.ref] = lay.ref_bits
+    return bits
+
+
+@lru_cache(maxsize=1)
+def _bump() -> np.ndarray:
+    """The (CELL, CELL) shape of a cell's change: a sine window (zero at the edges, so neighbouring
+    cells join without a step), scaled to mean 1, so adding ``A * bump`` moves the cell's mean
+    (:func:`_project`: whole JPEG blocks, whose means JPEG keeps) by exactly ``A``."""
+    window = np.sin(np.pi * (np.arange(CELL) + 0.5) / CELL)
+    shape = np.outer(window, window)
+    return (shape / shape.mean()).astype(np.float32)
+
+
+def _integral(x: np.ndarray) -> np.ndarray:
+    """The (H + 1, W + 1) float64 summed-area table of ``x``."""
+    return cv2.integral(np.ascontiguousarray(x, dtype=np.float32), sdepth=cv2.CV_64F)
+
+
+def _cell_sums(table: np.ndarray, y0: int, x0: int, ny: int, nx: int) -> np.ndarray:
+    """The (ny, nx) sums over the CELL x CELL cells starting at (y0, x0), from a summed-area table."""
+    ys = y0 + CELL * np.arange(ny + 1)
+    xs = x0 + CELL * np.arange(nx + 1)
+    t = table[ys[:, None], xs[None, :]]
+    return t[1:, 1:] - t[:-1, 1:] - t[1:, :-1] + t[:-1, :-1]
+
+
+def _project(x: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    """The (ny, nx) cell means of ``x`` (cells from the top-left corner)."""
+    return _cell_sums(_integral(x), 0, 0, ny, nx) / CELL**2
+
+
+def _cell_view(x: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    """``x[:ny * CELL, :nx * CELL]`` as (ny, CELL, nx, CELL)."""
+    return x[:ny * CELL, :nx * CELL].reshape(ny, CELL, nx, CELL)
+
+
+def _qim_change(lum: np.ndarray, hi: np.ndarray, lo: np.ndarray, opaque: np.ndarray, bits: np.ndarray,
+                dither: np.ndarray, step: float, move: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (H, W) float32 luminance change (8-bit levels) that moves the mean of every whole cell
+    onto its bit's quantiser lattice ``dither + bit * step / 2 + step * Z``, by the nearest point
+    that does not push a channel out of [0, 255] (``hi`` / ``lo``: each pixel's largest / smallest
+    channel).  ``move`` (per cell, 0-1) is the share of the way there (distortion-compensated
+    QIM: less on flat colour, where a change of mean shows).  Cells that are not fully opaque are
+    left alone.  Returns the change and the cells' target means (NaN where left alone)."""
+    h, w = lum.shape
+    ny, nx = h // CELL, w // CELL
+    change = np.zeros((h, w), np.float32)
+    if ny == 0 or nx == 0:
+        return change, np.zeros((ny, nx))
+    bump = _bump()
+    mean = _project(lum, ny, nx)
+    idx = (np.arange(ny)[:, None] % CELLS) * CELLS + (np.arange(nx)[None, :] % CELLS)
+    offset = dither[idx] + bits[idx] * (step / 2.0)
+    a0 = np.mod(offset - mean + step / 2.0, step) - step / 2.0  # nearest lattice point, in [-step/2, step/2)
+    # a pixel at 255 (0) cannot go up (down): the others of the cell carry its share
+    weight = np.abs(bump)[None, :, None, :] / np.abs(bump).sum()
+    free_up = (weight * (_cell_view(hi, ny, nx) < 254.5)).sum(axis=(1, 3))
+    free_dn = (weight * (_cell_view(lo, ny, nx) > 0.5)).sum(axis=(1, 3))
+    cands = np.stack([a0, a0 - step, a0 + step])
+    free = np.where(cands > 0, free_up[None], free_dn[None])
+    cost = np.where(free > 0.1, np.abs(cands) / np.maximum(free, 1e-6), np.inf)
+    pick = np.argmin(cost, axis=0)
+    amount = np.take_along_axis(cands, pick[None], 0)[0]
+    boost = np.take_along_axis(free, pick[None], 0)[0]
+    movable = np.isfinite(cost.min(axis=0))
+    amount = amount * move
+    best = np.where(movable, amount / np.maximum(boost, 1e-6), 0.0)
+    used = _cell_view(opaque, ny, nx).all(axis=(1, 3)) & movable
+    best = np.where(used, best, 0.0)
+    change[:ny * CELL, :nx * CELL] = (best[:, None, :, None].astype(np.float32) * bump[None, :, None, :]
+                                      ).reshape(ny * CELL, nx * CELL)
+    return change, np.where(used, mean + amount, np.nan)
 
 
 # ------------------------------------------------------------------- embed
@@ -291,15 +395,18 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def mark_gain(pixels: np.ndarray, *, amplitude: float = MARK_AMPLITUDE, alpha: np.ndarray | None = None) -> np.ndarray:
+def mark_gain(pixels: np.ndarray, *, amplitude: float = MARK_AMPLITUDE, alpha: np.ndarray | None = None,
+              mask: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel amplitude (code values of the image's dtype): protect's
     perceptual mask (texture magnitude x density x shadows, the one that
     places the noise) scaled to ``amplitude``, with a floor of
-    ``FLAT_GAIN * amplitude`` on flat colour; scaled by alpha."""
+    ``FLAT_GAIN * amplitude`` on flat colour; scaled by alpha.  ``mask``: the
+    perceptual mask, when the caller has it already."""
     from .pipeline import perceptual_mask
 
     maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
-    mask = perceptual_mask(pixels)
+    if mask is None:
+        mask = perceptual_mask(pixels)
     gain = (np.float32(amplitude * maxval / 255.0) * (np.float32(FLAT_GAIN) + np.float32(1.0 - FLAT_GAIN) * mask))
     if alpha is not None:
         gain *= alpha.astype(np.float32) / np.float32(maxval)
@@ -313,13 +420,17 @@ def embed_mark(
     *,
     amplitude: float = MARK_AMPLITUDE,
     alpha: np.ndarray | None = None,
+    step: float = STEP,
 ) -> np.ndarray:
     """Add the invisible mark carrying ``payload`` (8 bytes) under ``key``.
 
     ``pixels``: (H, W, 1|3) uint8/uint16, kept as they are (a new array is
-    returned, same shape and dtype).  ``amplitude`` is the gain in 8-bit code
-    values in textured areas (flat areas get ``FLAT_GAIN`` of it).
+    returned, same shape and dtype).  ``amplitude`` is the sync pattern's gain
+    in 8-bit code values in textured areas (flat areas get ``FLAT_GAIN`` of it);
+    ``step`` the quantiser step of the cell means that carry the payload.
     """
+    from .pipeline import luma8, perceptual_mask
+
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
         raise ValueError("pixels must be an (H, W, 1) or (H, W, 3) uint8/uint16 array")
     if len(payload) != 8:
@@ -327,10 +438,37 @@ def embed_mark(
     if not key:
         raise ValueError("a key is needed")
     maxval = 255 if pixels.dtype == np.uint8 else 65535
-    tile = mark_tile(bytes(payload), key)
-    gain = mark_gain(pixels, amplitude=amplitude, alpha=alpha)
+    to8 = np.float32(255.0 / maxval)
+    h, w, _ = pixels.shape
+    unit = np.ones((1, 1), np.float32)
+    tile = mark_tile(key)
+    mask = perceptual_mask(pixels)
+    sync = np.tile(tile, (-(-h // TILE), -(-w // TILE)))[:h, :w] * mark_gain(pixels, amplitude=amplitude, alpha=alpha,
+                                                                             mask=mask)
+    synced = np.empty_like(pixels)
+    wk.embed_tile_kernel(np.ascontiguousarray(pixels), unit, sync, maxval, synced)
+    # the payload goes onto the synced, rounded and clipped image, so the cell means it sets are
+    # the ones a reader will measure
+    lum = luma8(synced)
+    hi = synced.max(axis=2).astype(np.float32) * to8
+    lo = synced.min(axis=2).astype(np.float32) * to8
+    opaque = np.ones((h, w), bool) if alpha is None else alpha >= maxval
+    lay = _cells(key)
+    ny, nx = h // CELL, w // CELL
+    texture = _cell_view(mask, ny, nx).mean(axis=(1, 3)) if ny and nx else np.zeros((ny, nx))
+    move = FLAT_MOVE + (1.0 - FLAT_MOVE) * np.minimum(1.0, TEXTURE_MOVE * texture)
+    change, target = _qim_change(lum, hi, lo, opaque, _cell_bits(bytes(payload), key), lay.dither, step, move)
     out = np.empty_like(pixels)
-    wk.embed_tile_kernel(np.ascontiguousarray(pixels), tile, gain, maxval, out)
+    wk.embed_tile_kernel(synced, unit, change / to8, maxval, out)
+    for _ in range(3):  # put back what rounding and clipping took from each cell's mean
+        ny, nx = target.shape
+        if ny == 0 or nx == 0:
+            break
+        miss = target - _project(luma8(out), ny, nx)
+        miss = np.where(np.isfinite(target), np.clip(miss, -step, step), 0.0)
+        change[:ny * CELL, :nx * CELL] += (miss[:, None, :, None].astype(np.float32)
+                                           * _bump()[None, :, None, :]).reshape(ny * CELL, nx * CELL)
+        wk.embed_tile_kernel(synced, unit, change / to8, maxval, out)
     return out
 
 
@@ -343,23 +481,58 @@ class Detection:
 
     found: bool
     payload: bytes | None  # only when found
-    z: float  # sync peak in standard deviations
-    p_value: float  # modelled chance of a sync peak this high without the mark
+    confidence: str | None  # "certain" or "likely" when found
+    p_value: float  # modelled chance of a detection this strong without the mark (CRC included when it matched)
+    score: float  # the reference cells' statistic: |S|^2 / E|S|^2, exponential(1) without the mark
+    present: bool  # the key's payload layer is there (p < 1e-4 before the CRC), read or not
+    sync_z: float  # the sync pattern's peak in standard deviations (geometry only: it proves nothing)
     scale: float  # estimated size relative to the marked original
     angle: float  # estimated rotation, degrees
+    gain: float  # estimated brightness/contrast gain
     crc_ok: bool
+
+    @property
+    def z(self) -> float:
+        """The detection statistic (``score``), under the name earlier versions used."""
+        return self.score
+
+    @property
+    def sync_only(self) -> bool:
+        """The key's sync pattern is there but no payload layer: a copied or badly damaged mark."""
+        return self.sync_z >= Z_THRESHOLD and not self.present
 
     def to_json(self) -> dict:
         return {
             "found": self.found,
+            "confidence": self.confidence,
             "payload_hex": self.payload.hex() if self.payload is not None else None,
             "payload_text": payload_text(self.payload) if self.payload is not None else None,
-            "z": round(self.z, 3),
             "p_value": self.p_value,
+            "score": round(self.score, 3),
+            "present": self.present,
+            "sync_z": round(self.sync_z, 3),
+            "sync_only": self.sync_only,
             "scale": round(self.scale, 4),
             "angle": round(self.angle, 3),
+            "gain": round(self.gain, 4),
             "crc_ok": self.crc_ok,
+            "algorithm": ALGORITHM,
         }
+
+
+def describe_detection(det: Detection) -> str:
+    """One plain line: ``found: ann_art (certain)``, or why nothing was found."""
+    if det.found:
+        text = payload_text(det.payload)
+        shown = text if text is not None else det.payload.hex()
+        if det.confidence == "certain":
+            return f"found: {shown} (certain)"
+        return f"found: {shown} (likely; about 1 chance in {1 / max(det.p_value, 1e-300):.0e} that it is a coincidence)"
+    if det.present:
+        return "no mark could be read (a mark made with this key is there, but too damaged to read its text)"
+    if det.sync_only:
+        return "no mark found (this key's alignment pattern is there without its payload: a copied or damaged mark)"
+    return "no mark found"
 
 
 def _residual(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
@@ -481,10 +654,6 @@ def _fold(r: np.ndarray, scale: float, angle: float) -> np.ndarray:
     return folded - folded[counts > 0].mean() if (counts > 0).any() else folded
 
 
-def _q(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
-
-
 @lru_cache(maxsize=1)
 def _rings() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Ring index (0 .. SYNC_RINGS - 1) of every rfft2 bin of the tile, the
@@ -525,63 +694,256 @@ def _subpixel(corr: np.ndarray, dy: int, dx: int) -> tuple[float, float]:
             dx + vertex(corr[dy, (dx - 1) % t], c, corr[dy, (dx + 1) % t]))
 
 
-def _soft_bits(spec: np.ndarray, lay: _Layout) -> np.ndarray:
-    """One soft value per coded bit (positive for 0) from an aligned tile
-    spectrum: each bin's projection on its keyed phase, weighted by its
-    ring's gain / noise power.  The gain is the mean projection of the
-    reference bins (known +1), the noise power the mean square of the
-    projections' imaginary parts (signal-free when the alignment is right)."""
-    ring, _, _, _ = _rings()
-    ref = spec[lay.ref_rows, lay.ref_cols] * np.conj(lay.ref_phase)
-    data = spec[lay.bit_rows, lay.bit_cols] * np.conj(lay.bit_phase)
-    ref_ring, data_ring = ring[lay.ref_rows, lay.ref_cols], ring[lay.bit_rows, lay.bit_cols]
-    gain = _ring_mean(ref_ring, ref.real)
-    noise = _ring_mean(np.concatenate([ref_ring, data_ring.ravel()]),
-                       np.concatenate([ref.imag, data.imag.ravel()]) ** 2)
-    weight = np.maximum(gain, 0.0) / (noise + 1e-30)
-    soft = (data.real * weight[data_ring]).sum(axis=1)
-    return soft / (np.abs(soft).mean() + 1e-30)
-
-
-def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None) -> Detection:
-    """Look for a mark made with ``key``; see the module docstring for the method."""
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError("pixels must be an (H, W, 1) or (H, W, 3) uint8/uint16 array")
-    lay = _layout(key)
-    r = _residual(pixels, alpha)
+def _sync_search(r: np.ndarray, key: str) -> tuple[float, list[tuple[float, float, float, float]]]:
+    """The sync pattern's peak z and its best lattice as found and as refined by the peak itself,
+    each (scale, angle in radians, dy, dx), where (dy, dx) is the crop offset modulo the tile:
+    folded-tile position ``(v, u)`` is tile position ``(v - dy, u - dx)``."""
+    sync = _sync(key)
     candidates = [(1.0, 0.0)]
     if min(r.shape) >= 2 * SCALE_RANGE[0] * TILE + 8:
         for cand in _find_lattices(r):
             if abs(cand[0] - 1.0) > 1e-3 or abs(cand[1]) > 1e-4:
                 candidates.append(cand)
-    n_candidates = len(candidates)
-    ref_spec = np.conj(np.fft.rfft2(lay.reference))
+    ref_spec = np.conj(np.fft.rfft2(sync.tile))
 
-    def sync(res: np.ndarray, scale: float, angle: float):
+    def corr_of(res: np.ndarray, scale: float, angle: float):
         spec = np.fft.rfft2(_fold(res, scale, angle))
         corr = np.fft.irfft2(_whiten(spec) * ref_spec, s=(TILE, TILE))
         sd = corr.std()
-        z = float((corr.max() - corr.mean()) / sd) if sd > 0 else 0.0
-        return z, spec, corr
+        return (float((corr.max() - corr.mean()) / sd) if sd > 0 else 0.0), corr
 
     if len(candidates) > 1 and r.size > RANK_CROP**2:
         # rank the lattices on a centre crop, then measure the best on the whole image
         crop = _centre(r, RANK_CROP)
-        candidates = [max(candidates, key=lambda c: sync(crop, *c)[0])]
+        candidates = [max(candidates, key=lambda c: corr_of(crop, *c)[0])]
     best = None
     for scale, angle in candidates:
-        z, spec, corr = sync(r, scale, angle)
+        z, corr = corr_of(r, scale, angle)
         if best is None or z > best[0]:
-            best = (z, scale, angle, spec, corr)
-    z, scale, angle, spec, corr = best
-    p_value = min(1.0, n_candidates * TILE * TILE * _q(z))
+            best = (z, scale, angle, corr)
+    z, scale, angle, corr = best
+    peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    raw = (scale, angle, *_subpixel(corr, int(peak[0]), int(peak[1])))
+    # the cell means need the geometry to a fraction of a pixel over the whole image: refine the
+    # lattice by the sync peak itself (the lattice search's grid leaves ~0.2 degree errors)
+    crop = _centre(r, RANK_CROP)
+    zr = corr_of(crop, scale, angle)[0]
+    refined = (scale, angle)
+    for d_angle, d_scale in ((0.08, 0.002), (0.04, 0.001), (0.02, 0.0005)):
+        s0, a0 = refined
+        for cand in ((s0, a0 + math.radians(d_angle)), (s0, a0 - math.radians(d_angle)),
+                     (s0 * (1 + d_scale), a0), (s0 * (1 - d_scale), a0)):
+            zc = corr_of(crop, *cand)[0]
+            if zc > zr:
+                zr, refined = zc, cand
+    scale, angle = refined
+    if crop.size < r.size:
+        corr = corr_of(r, scale, angle)[1]
+    else:
+        z, corr = max(z, zr), corr_of(r, scale, angle)[1]
     peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
     dy, dx = _subpixel(corr, int(peak[0]), int(peak[1]))
-    _, _, fy, fx = _rings()
-    aligned = spec * np.exp(2j * np.pi * (fy * dy + fx * dx))  # the tile shifted back by (dy, dx)
-    bits = viterbi_decode(_soft_bits(aligned, lay), PAYLOAD_BITS + CRC_BITS)
+    return z, [raw, (scale, angle, dy, dx)]
+
+
+@lru_cache(maxsize=1)
+def _offset_table() -> np.ndarray:
+    """(offsets, grid positions) -> layout cell index: grid position ``(gy, gx)`` (modulo CELLS)
+    is cell ``((gy + oy) % CELLS, (gx + ox) % CELLS)`` under offset ``(oy, ox)``."""
+    g = np.arange(CELLS)
+    oy, ox, gy, gx = np.meshgrid(g, g, g, g, indexing="ij")
+    return (((gy + oy) % CELLS) * CELLS + (gx + ox) % CELLS).reshape(CELLS * CELLS, CELLS * CELLS)
+
+
+def _targets(key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The reference cells' expected phasors (0 on data cells) and the mask of reference cells."""
+    lay = _cells(key)
+    target = np.zeros(CELLS * CELLS, np.complex128)
+    target[lay.ref] = np.exp(2j * np.pi * (lay.dither[lay.ref] + lay.ref_bits * (STEP / 2.0)) / STEP)
+    mask = np.zeros(CELLS * CELLS)
+    mask[lay.ref] = 1.0
+    return target, mask
+
+
+def _fold_phasors(means: np.ndarray, grid: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """(len(gains), CELLS * CELLS): the mean phasor ``exp(2 pi i mean / (gain STEP))`` of the
+    cells at each grid position (modulo CELLS); 0 where no cell was seen."""
+    n = CELLS * CELLS
+    if len(means) == 0:
+        return np.zeros((len(gains), n), np.complex128)
+    ph = np.exp(2j * np.pi * means[None, :] / (gains[:, None] * STEP))
+    rows = (np.arange(len(gains))[:, None] * n + grid[None, :]).ravel()
+    re = np.bincount(rows, weights=ph.real.ravel(), minlength=len(gains) * n)
+    im = np.bincount(rows, weights=ph.imag.ravel(), minlength=len(gains) * n)
+    count = np.maximum(np.bincount(grid, minlength=n), 1)
+    return (re + 1j * im).reshape(len(gains), n) / count[None, :]
+
+
+def _score(folded: np.ndarray, key: str, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every row of ``folded`` and every offset: the reference correlation ``S`` (complex) and
+    its statistic ``|S|^2 / sum |F|^2`` over the reference cells (exponential(1) without the mark,
+    whatever the image: the reference phases are keyed and independent of it)."""
+    target, mask = _targets(key)
+    table = _offset_table()[offsets]  # (n_offsets, grid)
+    s = folded @ np.conj(target)[table].T
+    norm = (np.abs(folded) ** 2) @ mask[table].T
+    return s, np.abs(s) ** 2 / np.maximum(norm, 1e-30)
+
+
+@dataclass
+class _Tables:
+    """Summed-area tables of an image's luminance, of its pixels inside and opaque, and of its
+    clipped pixels: any grid of cells is then read in O(cells)."""
+
+    lum: np.ndarray
+    inside: np.ndarray
+    clipped: np.ndarray
+
+    @classmethod
+    def of(cls, lum: np.ndarray, usable: np.ndarray) -> "_Tables":
+        return cls(_integral(lum), _integral(usable > 0.2), _integral((usable > 0.2) & (usable < 0.75)))
+
+
+def _grid_means(tables: _Tables, y0: int, x0: int, clipped: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The means of the whole CELL x CELL cells on the grid starting at (y0, x0) that are all
+    inside the image and opaque and have under ``clipped`` of their pixels clipped to black or
+    white (see :func:`_usable`), and their grid positions modulo CELLS."""
+    h, w = tables.lum.shape[0] - 1, tables.lum.shape[1] - 1
+    ny, nx = (h - y0) // CELL, (w - x0) // CELL
+    if ny <= 0 or nx <= 0:
+        return np.zeros(0), np.zeros(0, np.int64)
+    area = float(CELL * CELL)
+    means = _cell_sums(tables.lum, y0, x0, ny, nx) / area
+    ok = (_cell_sums(tables.inside, y0, x0, ny, nx) > area - 0.5) & \
+         (_cell_sums(tables.clipped, y0, x0, ny, nx) < clipped * area)
+    grid = (np.arange(ny)[:, None] % CELLS) * CELLS + (np.arange(nx)[None, :] % CELLS)
+    return means[ok], grid[ok]
+
+
+def _usable(pixels: np.ndarray, alpha: np.ndarray | None, maxval: float) -> np.ndarray:
+    """1 where a cell mean can use a pixel, 0.5 where a channel is clipped to black or white
+    (brightening clips a saturated colour's channel and its luminance stops following), 0 where
+    it is not opaque."""
+    top, bottom = pixels[..., 0], pixels[..., 0]
+    for c in range(1, pixels.shape[2]):
+        top, bottom = np.maximum(top, pixels[..., c]), np.minimum(bottom, pixels[..., c])
+    ok = np.where((bottom > 0) & (top < maxval), np.float32(1.0), np.float32(0.5))
+    if alpha is not None:
+        ok[alpha < maxval] = 0.0
+    return ok
+
+
+def _warp_back(lum: np.ndarray, usable: np.ndarray, geometry: tuple[float, float, float, float],
+               limit: int | None = None) -> _Tables:
+    """``lum`` and ``usable`` resampled onto the marked original's grid, as tables: pixel (v, u)
+    of the result lies at a position congruent to (v, u) modulo TILE in the original.
+    ``geometry``: (scale, angle, dy, dx) from :func:`_sync_search`; ``limit``: keep only a
+    centre window about that big (enough to refine the geometry on)."""
+    scale, angle, dy, dx = geometry
+    c, s = math.cos(angle), math.sin(angle)
+    m = np.array([[c, -s], [s, c]]) * scale  # tile coordinates -> image coordinates
+    h, w = lum.shape
+    corners = np.linalg.inv(m) @ np.array([[0, w, 0, w], [0, 0, h, h]], float) - np.array([[dx], [dy]])
+    lo_u, lo_v = corners[0].min(), corners[1].min()
+    size_u, size_v = corners[0].max() - lo_u, corners[1].max() - lo_v
+    if limit is not None:
+        lo_u, lo_v = lo_u + max(0.0, size_u - limit) / 2, lo_v + max(0.0, size_v - limit) / 2
+        size_u, size_v = min(size_u, limit), min(size_v, limit)
+    u0, v0 = math.floor(lo_u / TILE) * TILE, math.floor(lo_v / TILE) * TILE
+    ow, oh = int(math.ceil(lo_u + size_u - u0)) + 1, int(math.ceil(lo_v + size_v - v0)) + 1
+    t = m @ np.array([u0 + dx, v0 + dy])
+    warp = np.array([[m[0, 0], m[0, 1], t[0]], [m[1, 0], m[1, 1], t[1]]], np.float64)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    out = cv2.warpAffine(lum, warp, (ow, oh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    ok = cv2.warpAffine(usable, warp, (ow, oh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return _Tables.of(out, ok)
+
+
+def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None) -> Detection:
+    """Look for a mark made with ``key``; see the module docstring for the method."""
+    from .pipeline import luma8
+
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError("pixels must be an (H, W, 1) or (H, W, 3) uint8/uint16 array")
+    if not key:
+        raise ValueError("a key is needed")
+    maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
+    lum = luma8(pixels)
+    usable = _usable(pixels, alpha, maxval)
+    lay = _cells(key)
+    n = CELLS * CELLS
+    hypotheses = 0
+    best = None  # (score, S, folded row, offset, gain, geometry)
+
+    def consider(tables: _Tables, y0: int, x0: int, clipped: float, offsets: np.ndarray, gains: np.ndarray,
+                 geometry: tuple) -> float:
+        nonlocal best, hypotheses
+        means, grid = _grid_means(tables, y0, x0, clipped)
+        folded = _fold_phasors(means, grid, gains)
+        s, stat = _score(folded, key, offsets)
+        hypotheses += stat.size
+        i, j = np.unravel_index(int(np.argmax(stat)), stat.shape)
+        if best is None or stat[i, j] > best[0]:
+            best = (float(stat[i, j]), s[i, j], folded[i], int(offsets[j]), float(gains[i]), geometry)
+        return float(stat[i, j])
+
+    # 1. the geometry from the sync pattern: resample, then search the brightness gain and which of
+    #    the sync tiles of the layout the grid starts on; refine the geometry to a fraction of a
+    #    pixel (a cell's mean moves with its box) by the reference cells' score, on a centre window
+    r = _residual(pixels, alpha)
+    sync_z, geometries = _sync_search(r, key)
+    gains = np.exp(np.arange(math.log(GAIN_RANGE[0]), math.log(GAIN_RANGE[1]) + 1e-12, GAIN_STEP))
+    q = TILE // CELL
+    aligned = np.array([oy * CELLS + ox for oy in range(0, CELLS, q) for ox in range(0, CELLS, q)])
+    start = None
+    for geometry in geometries:  # choose the geometry, clipping rule and gain on a centre window
+        tables = _warp_back(lum, usable, geometry, REFINE_WINDOW)
+        for clipped in CLIPPED:
+            stat = consider(tables, 0, 0, clipped, aligned, gains, geometry)
+            if start is None or stat > start[0]:
+                start = (stat, geometry, clipped, best[4])
+    geo_score, geometry, clipped, gain = start
+    one_gain = np.array([gain])
+    for d_angle, d_scale, d_shift in ((0.04, 0.001, 0.5), (0.02, 0.0005, 0.25)):
+        base = geometry
+        for ds, da, ddy, ddx in ((0, 0, d_shift, 0), (0, 0, -d_shift, 0), (0, 0, 0, d_shift), (0, 0, 0, -d_shift),
+                                 (0, math.radians(d_angle), 0, 0), (0, -math.radians(d_angle), 0, 0),
+                                 (d_scale, 0, 0, 0), (-d_scale, 0, 0, 0)):
+            cand = (base[0] * (1 + ds), base[1] + da, base[2] + ddy, base[3] + ddx)
+            means, grid = _grid_means(_warp_back(lum, usable, cand, REFINE_WINDOW), 0, 0, clipped)
+            stat = float(_score(_fold_phasors(means, grid, one_gain), key, aligned)[1].max())
+            hypotheses += len(aligned)
+            if stat > geo_score:
+                geo_score, geometry = stat, cand
+    tables = _warp_back(lum, usable, geometry)  # then the whole image at the geometry found
+    for clipped in CLIPPED:
+        consider(tables, 0, 0, clipped, aligned, gains, geometry)
+    # 2. without the sync (it may have been estimated and subtracted): unchanged geometry, the cell
+    #    grid searched on a SUBSHIFT px grid, then every pixel around the best, and over every
+    #    offset of the layout, gain 1
+    tables = _Tables.of(lum, usable)
+    one, everything, unchanged = np.ones(1), np.arange(n), (1.0, 0.0, 0.0, 0.0)
+    coarse = max(((consider(tables, y0, x0, CLIPPED[0], everything, one, unchanged), y0, x0)
+                  for y0 in range(0, CELL, SUBSHIFT) for x0 in range(0, CELL, SUBSHIFT)))
+    _, y0, x0 = coarse
+    for y in range(y0 - SUBSHIFT // 2, y0 + SUBSHIFT // 2 + 1):
+        for x in range(x0 - SUBSHIFT // 2, x0 + SUBSHIFT // 2 + 1):
+            if (y, x) != (y0, x0):
+                consider(tables, y % CELL, x % CELL, CLIPPED[0], everything, one, unchanged)
+    score, s, folded, offset, gain, (scale, angle, _, _) = best
+    p_layer = min(1.0, hypotheses * math.exp(-score))
+    # the payload: every data cell's phasor, turned by the reference's common phase (an offset of
+    # brightness turns them all alike) and by its keyed dither, is +1 for a 0 bit and -1 for a 1
+    cellwise = np.zeros(n, np.complex128)
+    cellwise[_offset_table()[offset]] = folded
+    turned = cellwise * np.exp(-1j * (np.angle(s) + 2 * np.pi * lay.dither / STEP))
+    soft = turned.real[lay.data]
+    soft = soft / (np.abs(soft).mean() + 1e-30)
+    bits = viterbi_decode(soft, PAYLOAD_BITS + CRC_BITS)
     payload = np.packbits(bits[:PAYLOAD_BITS]).tobytes()
-    crc = int.from_bytes(np.packbits(bits[PAYLOAD_BITS:]).tobytes(), "big")
-    crc_ok = crc == crc16(payload)
-    found = bool(z >= Z_THRESHOLD and crc_ok)
-    return Detection(found, payload if found else None, z, p_value, scale, math.degrees(angle), crc_ok)
+    crc_ok = int.from_bytes(np.packbits(bits[PAYLOAD_BITS:]).tobytes(), "big") == crc16(payload)
+    p_value = p_layer * (2.0**-CRC_BITS if crc_ok else 1.0)
+    found = bool(crc_ok and p_value < P_FOUND)
+    confidence = ("certain" if p_value < P_CERTAIN else "likely") if found else None
+    return Detection(found, payload if found else None, confidence, p_value, score, p_layer < 1e-4,
+                     sync_z, scale, math.degrees(angle), gain, crc_ok)
