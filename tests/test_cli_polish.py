@@ -65,7 +65,7 @@ def test_json_dash_goes_to_stdout_alone(art):
     report = json.loads(res.stdout)
     assert report["protected"] == 1 and not (art.parent / "-").exists()
     res = _protect("detect", str(art.parent / "art_protected" / "a.png"), "--key", "k", "--json", "-")
-    assert json.loads(res.stdout)["files"][0]["found"] is False and "not found" in res.stderr
+    assert json.loads(res.stdout)["files"][0]["found"] is False and "no mark found" in res.stderr
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal_and_verbose_lines(art):
