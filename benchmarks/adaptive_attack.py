@@ -664,6 +664,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every training budget (e.g. 0.5)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-latent", action="store_true", help="skip the latent-loss attacker")
+    ap.add_argument("--eval-crop", type=int, default=None, help="side of the evaluation crops (default 192)")
+    ap.add_argument("--eval-extra-crops", type=int, default=None,
+                    help="random crops per held-out corpus image besides the centre (default 2)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     mode = MODES["quick" if args.quick else "default"]
@@ -672,6 +675,10 @@ def main(argv: list[str] | None = None) -> int:
         mode = Mode(**{**mode.__dict__, "steps_main": sc(mode.steps_main), "steps_side": sc(mode.steps_side),
                        "steps_latent": 0 if not mode.steps_latent else sc(mode.steps_latent),
                        "detector_steps": sc(mode.detector_steps)})
+    if args.eval_crop or args.eval_extra_crops is not None:
+        mode = Mode(**{**mode.__dict__, "eval_crop": args.eval_crop or mode.eval_crop,
+                       "eval_extra_crops": mode.eval_extra_crops if args.eval_extra_crops is None
+                       else args.eval_extra_crops})
     out = args.out or RESULTS / ("adaptive_attack-quick" if args.quick else "adaptive_attack")
     if torch is None:
         print("adaptive_attack: skipped: torch is not installed (pip install -e '.[adversary]')")

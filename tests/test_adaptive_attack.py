@@ -1,0 +1,71 @@
+"""The adaptive-attack benchmark's pieces (benchmarks/adaptive_attack.py), on synthetic images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import adaptive_attack as aa  # noqa: E402
+
+from protect.metrics import ssimulacra2  # noqa: E402
+
+
+def _picture(seed: int = 0, h: int = 160, w: int = 200) -> aa.Picture:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * 1.1) % 255, (yy * 0.9) % 255, ((xx + yy) * 0.5) % 255], -1)
+    px = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    return aa.Picture("synthetic.png", "train", px, None, 255.0)
+
+
+def test_untrained_purifier_returns_its_input_exactly():
+    net = aa.Purifier((8, 16, 24)).eval()
+    x = (np.random.default_rng(1).random((2, 36, 44, 3)) * 255).astype(np.uint8)  # not a multiple of 4: padded
+    assert np.array_equal(aa.purify(net, x), x)
+
+
+def test_match_sigma_reaches_the_target_score():
+    o = _picture().flat[:96, :96]
+    z = np.random.default_rng(2).standard_normal(o.shape, dtype=np.float32)
+    target = 88.0
+    sigma = aa.match_sigma(o, target, z)
+    g = np.clip(np.rint(o.astype(np.float32) + np.float32(sigma) * z), 0, 255).astype(np.uint8)
+    assert abs(ssimulacra2(o, g, data_range=255) - target) < 1.0
+
+
+def test_pairs_use_a_new_key_per_tile_and_differ_from_the_original():
+    pic = _picture()
+    mode = aa.MODES["quick"]
+    maker = aa.PairMaker([pic], mode, lambda s: 2.0, lambda s: 1.0, seed=3)
+    for src in (aa.Source("method", aa.DEFAULT_METHOD), aa.Source("gaussian"), aa.Source("mix", aa.DEFAULT_METHOD)):
+        p, o, label = maker.batch(src, 4)
+        assert p.shape == o.shape == (4, mode.crop, mode.crop, 3)
+        assert all(not np.array_equal(a, b) for a, b in zip(p, o)), src.kind
+        assert label.tolist() == [1.0] * 4
+    assert maker.keys_used == 12
+    p, o, label = maker.batch(aa.Source("method", aa.DEFAULT_METHOD), 16, clean_share=1.0)
+    assert np.array_equal(p, o) and label.sum() == 0
+
+
+def test_auc_counts_ties_half():
+    assert aa.auc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 1.0
+    assert aa.auc(np.array([0.0]), np.array([1.0])) == 0.0
+    assert aa.auc(np.array([1.0]), np.array([1.0])) == 0.5
+
+
+def test_one_training_step_moves_the_purifier_towards_the_original():
+    pic = _picture()
+    mode = aa.MODES["quick"]
+    maker = aa.PairMaker([pic], mode, lambda s: 2.0, lambda s: 1.0, seed=4)
+    net, info = aa.train_purifier("g", aa.Source("gaussian"), maker, mode, 3, seed=0, log=lambda s: None)
+    assert info["pairs"] == 3 * mode.batch and info["parameters"] > 0
+    p, o, _ = maker.batch(aa.Source("gaussian"), 4)
+    x = aa.to_tensor(p)
+    with torch.no_grad():
+        assert float((net(x) - x).abs().max()) > 0  # it learned a correction (still below a code value)
