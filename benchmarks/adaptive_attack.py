@@ -477,12 +477,18 @@ def _norm(a, b) -> float:
     return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
 
 
-def evaluate_crop(o, sources: dict[str, np.ndarray], purifiers: dict, plan: dict[str, list[str]], encoder,
-                  rng: np.random.Generator) -> dict:
-    """Latent shifts and PSNRs of one crop: each source raw, its Gaussian twin at the same SSIMULACRA2,
-    and each through the purifiers ``plan`` names for it (the twins through the Gaussian denoiser)."""
+def _encode(encoder, imgs: list[np.ndarray]) -> list[np.ndarray]:
+    out = []
+    for i in range(0, len(imgs), 8):
+        out += list(encoder(np.stack(imgs[i:i + 8]).astype(np.float32) / 255.0))
+    return out
+
+
+def prepare_crop(o, sources: dict[str, np.ndarray], encoder, rng: np.random.Generator) -> dict:
+    """One evaluation crop: each source and its Gaussian twin (i.i.d. noise at the same SSIMULACRA2 on
+    this crop), with their latent shifts; purifiers are added by :func:`purify_crop`."""
     images = {"clean": o}
-    rec = {"sources": {}}
+    rec = {"sources": {}, "purifier_on_clean": {}}
     for name, p in sources.items():
         if np.array_equal(p, o):
             continue
@@ -493,34 +499,35 @@ def evaluate_crop(o, sources: dict[str, np.ndarray], purifiers: dict, plan: dict
         images[name], images[f"gauss|{name}"] = p, g
         rec["sources"][name] = {"ssimulacra2": target, "psnr": float(psnr(o, p, data_range=255)),
                                 "twin_sigma": sigma, "twin_ssimulacra2": score(o, g),
-                                "twin_psnr": float(psnr(o, g, data_range=255))}
-    # every purifier on the clean crop too: its own footprint (the floor of keep)
-    jobs = [(pn, "clean") for pn in purifiers]
-    for name in rec["sources"]:
-        jobs += [(pn, name) for pn in plan.get(name, []) if pn in purifiers]
-        if "gaussian" in purifiers:
-            jobs.append(("gaussian", f"gauss|{name}"))
-    for pn, iname in jobs:
-        images[f"{pn}>{iname}"] = purify(purifiers[pn], images[iname][None])[0]
+                                "twin_psnr": float(psnr(o, g, data_range=255)), "purified": {}}
     names = list(images)
-    lat = {}
-    for i in range(0, len(names), 8):
-        chunk = names[i:i + 8]
-        zs = encoder(np.stack([images[n] for n in chunk]).astype(np.float32) / 255.0)
-        lat.update(zip(chunk, zs))
-    zo = lat["clean"]
-    rec["clean_latent_norm"] = float(np.linalg.norm(zo))
-    rec["purifier_on_clean"] = {pn: _norm(lat[f"{pn}>clean"], zo) for pn in purifiers}
+    lat = dict(zip(names, _encode(encoder, [images[n] for n in names])))
+    rec["clean_latent_norm"] = float(np.linalg.norm(lat["clean"]))
     for name, s in rec["sources"].items():
-        s["shift"] = _norm(lat[name], zo)
-        s["twin_shift"] = _norm(lat[f"gauss|{name}"], zo)
-        s["purified"] = {}
-        for pn, iname in jobs:
-            if iname in (name, f"gauss|{name}"):
-                f = images[f"{pn}>{iname}"]
-                s["purified"][pn if iname == name else f"{pn}|twin"] = {
-                    "shift": _norm(lat[f"{pn}>{iname}"], zo), "psnr": float(psnr(o, f, data_range=255))}
-    return rec
+        s["shift"] = _norm(lat[name], lat["clean"])
+        s["twin_shift"] = _norm(lat[f"gauss|{name}"], lat["clean"])
+    return {"rec": rec, "images": images, "z_clean": lat["clean"]}
+
+
+def purify_crop(crop: dict, pn: str, net, plan: dict[str, list[str]], encoder) -> None:
+    """Run purifier ``pn`` on the clean crop (its own footprint), on the sources ``plan`` names it for and,
+    for the Gaussian denoiser, on every Gaussian twin."""
+    rec, images = crop["rec"], crop["images"]
+    jobs = [("clean", None, None)]
+    for name in rec["sources"]:
+        if pn in plan.get(name, []):
+            jobs.append((name, name, pn))
+        if pn == "gaussian":
+            jobs.append((f"gauss|{name}", name, "gaussian|twin"))
+    outs = purify(net, np.stack([images[i] for i, _, _ in jobs]))
+    zs = _encode(encoder, list(outs))
+    for (iname, name, key), f, z in zip(jobs, outs, zs):
+        shift = _norm(z, crop["z_clean"])
+        if name is None:
+            rec["purifier_on_clean"][pn] = shift
+        else:
+            rec["sources"][name]["purified"][key] = {"shift": shift,
+                                                     "psnr": float(psnr(images["clean"], f, data_range=255))}
 
 
 def _median(v) -> float | None:
@@ -552,9 +559,9 @@ def summarise(crops: list[dict], main_purifier: dict[str, str]) -> list[dict]:
             row = dict(base, purifier=pn, own=(pn == own),
                        keep=_median(r["purified"][pn]["shift"] / max(r["shift"], 1e-12) for r in rr),
                        psnr_gain=_median(r["purified"][pn]["psnr"] - r["psnr"] for r in rr))
-            if "gaussian|twin" in rr[0]["purified"]:
-                row["isovis_after"] = _median(
-                    r["purified"][pn]["shift"] / max(r["purified"]["gaussian|twin"]["shift"], 1e-12) for r in rr)
+            row["isovis_after"] = _median(
+                r["purified"][pn]["shift"] / max(r["purified"]["gaussian|twin"]["shift"], 1e-12)
+                for r in rr if "gaussian|twin" in r["purified"])
             rows.append(row)
     return rows
 
@@ -594,7 +601,9 @@ def _pct(v) -> str:
 def markdown(res: dict) -> str:
     m, meta = res["method"], res["meta"]
     lines = [f"Adaptive attacker against `--method {m}` (`{meta['algorithm']}`), mode {meta['mode']}, "
-             f"{meta['date']}, {meta['machine']}, {meta['seconds'] / 60:.0f} min in all.", ""]
+             f"{meta['date']}, {meta['machine']}, {meta['seconds'] / 60:.0f} min in all"
+             + ("." if meta["complete"] else f"; INCOMPLETE, stages done: {', '.join(meta['stages_done'])}.")
+             + f" `{meta['command']}`", ""]
     tr = res["training"]
     head = next((r for r in res["summary"] if r["source"] == f"{m}@0.4" and r["own"]), None)
     twin = head and head["twin_keep"]
@@ -634,19 +643,20 @@ def markdown(res: dict) -> str:
               "", f"50 % removal (keep <= 0.5): " + (
                   f"reached after {cv['half_removal']['pairs']} pairs, {cv['half_removal']['seconds'] / 60:.1f} CPU min"
                   if cv["half_removal"] else f"not reached (best keep {cv['best_keep']:.2f})")]
-    d = res["detector"]
-    lines += ["", f"Detector: {d['training']['parameters']:,}-parameter CNN, {d['training']['pairs']} crops "
+    d = res["detector"] or {}
+    lines += [] if not d else ["", f"Detector: {d['training']['parameters']:,}-parameter CNN, {d['training']['pairs']} crops "
               f"(half protected at 0.2-0.7, a third JPEG 85), {d['training']['seconds'] / 60:.1f} CPU min; "
               f"64 px crops of the held-out images; 'protected' = logit > 0; per image = mean logit over "
               f"{meta['detector_crops']} crops.", "",
               "| images | crop rate | image rate |", "|---|---|---|"]
-    for name, r in d["rates"].items():
+    for name, r in d.get("rates", {}).items():
         kind = "FPR" if name.startswith("clean") else "TPR"
         lines.append(f"| {name} ({kind}) | {_pct(r['crop_rate'])} of {r['crops']} | "
                      f"{_pct(r['image_rate'])} of {r['images']} |")
-    lines.append(f"\nAUC (crops, strength 0.4): {d['auc_0.4']:.3f} PNG, {d['auc_repost']:.3f} after repost.")
+    if d:
+        lines.append(f"\nAUC (crops, strength 0.4): {d['auc_0.4']:.3f} PNG, {d['auc_repost']:.3f} after repost.")
     mix = res.get("mix")
-    if mix:
+    if mix and "mix" in res["training"]:
         lines += ["", f"Design experiment \"mix\" ({m} at 0.7 x strength + i.i.d. Gaussian, total SSIMULACRA2 "
                   f"matched to {m} alone): see the `mix@0.4` rows; speed {mix['seconds_method']:.2f} s "
                   f"protect + {mix['seconds_noise']:.2f} s noise on {mix['megapixels']:.1f} MP."]
@@ -769,88 +779,110 @@ def main(argv: list[str] | None = None) -> int:
         log(f"eval image {pic.name}: {len(boxes)} crops")
     val = (np.stack(val_o), np.stack(val_p))
 
-    # --- purifiers
+    # --- evaluation crops: sources, Gaussian twins and their latents, once
+    log(f"preparing {len(crops)} evaluation crops (Gaussian twins matched in SSIMULACRA2)")
+    prepared = []
+    for i, c in enumerate(crops):
+        pc = prepare_crop(c["o"], c["src"], encoder, np.random.default_rng(SEED + 400 + i))
+        pc["rec"].update(image=c["image"], group=c["group"], box=c["box"], mix_sigma=c["mix_sigma"])
+        prepared.append(pc)
+    records = [pc["rec"] for pc in prepared]
+    strengths = [f"{method}@{s:g}" for s in mode.eval_strengths]
+    main_purifier = {n: method for n in strengths}
+    main_purifier.update({f"{other}@0.4": other, "mix@0.4": "mix"})
+    wrong = f"{method}@{WRONG_STRENGTH:g} only"
+    plan: dict[str, list[str]] = {n: [method, "gaussian", wrong, other, f"{method}+latent"] for n in strengths}
+    plan[f"{other}@0.4"] = [other, method, "gaussian"]
+    plan["mix@0.4"] = ["mix", method, "gaussian"]
+
     maker = PairMaker(train, mode, sigma_of, mix_sigma_of, SEED + 1)
-    purifiers, training = {}, {}
-    specs = [
-        (method, Source("method", method), mode.steps_main, val),
-        ("gaussian", Source("gaussian"), mode.steps_main, None),
-        (f"{method}@{WRONG_STRENGTH:g} only", Source("method", method, (WRONG_STRENGTH, WRONG_STRENGTH)),
-         mode.steps_side, None),
-        (other, Source("method", other), mode.steps_side, None),
-        ("mix", Source("mix", method), mode.steps_main, None),
-    ]
-    for i, (name, src, steps, v) in enumerate(specs):
+    training: dict[str, dict] = {}
+    detector: dict | None = None
+    purifiers: list[str] = []
+
+    def write(done: bool) -> None:
+        """Results so far (every stage rewrites them, so an interrupted run still leaves what it measured)."""
+        summary = summarise(records, main_purifier)
+        by_group = {g: summarise([r for r in records if r["group"] == g], main_purifier)
+                    for g in ("corpus", "samples")}
+        ref = f"{method}@0.4"
+        floor = {pn: _median(r["purifier_on_clean"][pn] / max(r["sources"][ref]["shift"], 1e-12)
+                             for r in records if ref in r["sources"] and pn in r["purifier_on_clean"])
+                 for pn in purifiers}
+        points = training[method]["curve"]
+        half = next((p for p in points if p["keep_median"] <= 0.5), None)
+        curve = {"points": points, "half_removal": half, "best_keep": min(p["keep_median"] for p in points),
+                 "val_crops": len(val[0])}
+        meta = {"date": _dt.date.today().isoformat(), "mode": mode.name, "scale": args.scale, "complete": done,
+                "stages_done": purifiers + (["detector"] if detector else []),
+                "algorithm": Settings(0.4, "", method).algorithm,
+                "machine": f"{platform.machine()} {platform.system()}, {args.threads} thread(s)",
+                "torch": torch.__version__, "train_images": len(train), "train_names": [p.name for p in train],
+                "eval_images": len(evals), "eval_names": [p.name for p in evals], "eval_crops": len(records),
+                "eval_crop": mode.eval_crop, "crop": mode.crop, "tile": mode.tile, "batch": mode.batch,
+                "detector_crops": mode.detector_crops, "keys_used": maker.keys_used,
+                "seconds": round(time.time() - t_start, 1),
+                "command": "python benchmarks/adaptive_attack.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+        res = {"method": method, "other_method": other, "meta": meta, "calibration": cal, "training": training,
+               "summary": summary, "by_group": by_group, "purifier_on_clean": floor, "curve": curve,
+               "detector": detector, "mix": mix_speed, "crops": records}
+        md = markdown(res)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(res, indent=1))
+        tmp.replace(out.with_suffix(".json"))
+        out.with_suffix(".md").write_text(md)
+        if done:
+            print(md)
+        log(f"wrote {out.with_suffix('.json')} and .md ({'complete' if done else 'so far: ' + ', '.join(meta['stages_done'])})")
+
+    def stage(name: str, net, info: dict) -> None:
+        training[name] = info
+        purifiers.append(name)
+        for pc in prepared:
+            purify_crop(pc, name, net, plan, encoder)
+        write(False)
+
+    def purifier_stage(i: int, name: str, src: Source, steps: int, v=None) -> object:
         log(f"training purifier '{name}' ({steps} steps of {mode.batch})")
-        net, info = train_purifier(name, src, maker, mode, steps, seed=SEED + 10 + i, val=v, encoder=encoder, log=log)
-        purifiers[name], training[name] = net, info
+        net, info = train_purifier(name, src, maker, mode, steps, seed=SEED + 10 + i, val=v, encoder=encoder,
+                                   log=log)
+        stage(name, net, info)
+        return net
+
+    # --- stages, most important first
+    main_net = purifier_stage(0, method, Source("method", method), mode.steps_main, val)
+    purifier_stage(1, "gaussian", Source("gaussian"), mode.steps_main)
+
+    log(f"training detector ({mode.detector_steps} steps of {mode.detector_batch})")
+    det, det_info = train_detector(maker, Source("method", method, jpeg_share=1 / 3), mode, seed=SEED + 30, log=log)
+
+    def logits(name):
+        with torch.no_grad():
+            return np.concatenate([det(to_tensor(c)).numpy() for c in det_crops[name]])
+
+    detector = {"training": det_info, "rates": detector_rates(det, det_crops),
+                "auc_0.4": auc(logits(f"{method}@0.4"), logits("clean")),
+                "auc_repost": auc(logits(f"{method}@0.4+repost"), logits("clean+repost"))}
+    write(False)
+
+    purifier_stage(2, "mix", Source("mix", method), mode.steps_main)
+    purifier_stage(3, wrong, Source("method", method, (WRONG_STRENGTH, WRONG_STRENGTH)), mode.steps_side)
+    purifier_stage(4, other, Source("method", other), mode.steps_side)
     if mode.steps_latent and not args.no_latent:
         name = f"{method}+latent"
         log(f"fine-tuning '{method}' with a TAEF2 latent loss ({mode.steps_latent} steps) -> '{name}'")
         import copy
 
         net, info = train_purifier(name, Source("method", method), maker, mode, mode.steps_latent, seed=SEED + 20,
-                                   init=copy.deepcopy(purifiers[method]), latent_module=encoder.module,
-                                   latent_weight=1.0, log=log)
+                                   init=copy.deepcopy(main_net), latent_module=encoder.module, latent_weight=1.0,
+                                   log=log)
         info["pairs"] += training[method]["pairs"]
         info["seconds"] = round(info["seconds"] + training[method]["seconds"], 1)
         info["note"] = f"'{method}' purifier fine-tuned with pixel MSE + TAEF2 latent MSE (figures include both)"
-        purifiers[name], training[name] = net, info
-
-    # --- detector
-    log(f"training detector ({mode.detector_steps} steps of {mode.detector_batch})")
-    det, det_info = train_detector(maker, Source("method", method, jpeg_share=1 / 3), mode, seed=SEED + 30, log=log)
-    rates = detector_rates(det, det_crops)
-
-    def logits(name):
-        with torch.no_grad():
-            return np.concatenate([det(to_tensor(c)).numpy() for c in det_crops[name]])
-
-    detector = {"training": det_info, "rates": rates,
-                "auc_0.4": auc(logits(f"{method}@0.4"), logits("clean")),
-                "auc_repost": auc(logits(f"{method}@0.4+repost"), logits("clean+repost"))}
-
-    # --- evaluation
-    plan = {f"{method}@{s:g}": [p for p in purifiers if p not in ("mix",)] for s in mode.eval_strengths}
-    plan[f"{other}@0.4"] = [other, method, "gaussian"]
-    plan["mix@0.4"] = ["mix", method, "gaussian"]
-    main_purifier = {f"{method}@{s:g}": method for s in mode.eval_strengths}
-    main_purifier.update({f"{other}@0.4": other, "mix@0.4": "mix"})
-    log(f"evaluating {len(crops)} crops")
-    records = []
-    for i, c in enumerate(crops):
-        rec = evaluate_crop(c["o"], c["src"], purifiers, plan, encoder, np.random.default_rng(SEED + 400 + i))
-        rec.update(image=c["image"], group=c["group"], box=c["box"], mix_sigma=c["mix_sigma"])
-        records.append(rec)
-    summary = summarise(records, main_purifier)
-    by_group = {g: summarise([r for r in records if r["group"] == g], main_purifier) for g in ("corpus", "samples")}
-    ref = f"{method}@0.4"
-    floor = {pn: _median(r["purifier_on_clean"][pn] / max(r["sources"][ref]["shift"], 1e-12)
-                         for r in records if ref in r["sources"]) for pn in purifiers}
-    points = training[method]["curve"]
-    half = next((p for p in points if p["keep_median"] <= 0.5), None)
-    curve = {"points": points, "half_removal": half, "best_keep": min(p["keep_median"] for p in points),
-             "val_crops": len(val[0])}
-
-    meta = {"date": _dt.date.today().isoformat(), "mode": mode.name, "scale": args.scale,
-            "algorithm": Settings(0.4, "", method).algorithm, "machine": f"{platform.machine()} {platform.system()}, "
-            f"{args.threads} thread(s)", "torch": torch.__version__, "train_images": len(train),
-            "train_names": [p.name for p in train], "eval_images": len(evals), "eval_names": [p.name for p in evals],
-            "eval_crops": len(records), "eval_crop": mode.eval_crop, "crop": mode.crop, "tile": mode.tile,
-            "batch": mode.batch, "detector_crops": mode.detector_crops, "keys_used": maker.keys_used,
-            "seconds": round(time.time() - t_start, 1), "command": "python benchmarks/adaptive_attack.py " +
-            " ".join(sys.argv[1:] if argv is None else argv)}
-    res = {"method": method, "other_method": other, "meta": meta, "calibration": cal, "training": training,
-           "summary": summary, "by_group": by_group, "purifier_on_clean": floor, "curve": curve,
-           "detector": detector, "mix": mix_speed, "crops": records}
-    md = markdown(res)
-    print(md)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    out.with_suffix(".md").write_text(md)
-    log(f"wrote {out.with_suffix('.json')} and .md")
+        stage(name, net, info)
+    write(True)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
