@@ -609,7 +609,7 @@ def markdown(res: dict) -> str:
     twin = head and head["twin_keep"]
     if head and head["keep"] is not None:
         lines += [f"**In plain words:** an attacker who trains this network on {tr[m]['pairs']} protected crops of "
-                  f"{meta['train_images']} artworks ({tr[m]['seconds'] / 60:.0f} CPU minutes) removes "
+                  f"{meta['train_images']} artworks ({tr[m]['seconds'] / 60:.0f} minutes of training on one thread) removes "
                   f"{_pct(max(0.0, 1 - head['keep']))} of the effect of `{m}` at strength 0.4 on the TAEF2 encoder "
                   f"(keep {head['keep']:.2f}); the same network trained on random noise of the same visibility "
                   f"removes {_pct(None if twin is None else max(0.0, 1 - twin))} of the noise's effect.", ""]
@@ -617,7 +617,7 @@ def markdown(res: dict) -> str:
                  f"corpus images ({meta['crop']} px crops of {meta['tile']} px tiles, each tile protected with a new "
                  f"random key, strength 0.2-0.7). Evaluated on {meta['eval_crops']} crops ({meta['eval_crop']} px) "
                  f"of {meta['eval_images']} images never trained on (held-out corpus + samples/), unseen keys.")
-    lines += ["", "| purifier (trained on) | pairs | CPU min |", "|---|---|---|"]
+    lines += ["", "| purifier (trained on) | pairs | training min (1 thread, wall) |", "|---|---|---|"]
     for name, t in tr.items():
         lines.append(f"| {name} | {t['pairs']} | {t['seconds'] / 60:.1f} |")
     lines += ["", "`keep` = |E(f(p)) - E(o)| / |E(p) - E(o)| on TAEF2 (1 = the purifier removed nothing); "
@@ -641,11 +641,11 @@ def markdown(res: dict) -> str:
               ", ".join(f"{c['pairs']} pairs / {c['seconds'] / 60:.1f} min: keep {c['keep_median']:.2f}"
                         for c in cv["points"]),
               "", f"50 % removal (keep <= 0.5): " + (
-                  f"reached after {cv['half_removal']['pairs']} pairs, {cv['half_removal']['seconds'] / 60:.1f} CPU min"
+                  f"reached after {cv['half_removal']['pairs']} pairs, {cv['half_removal']['seconds'] / 60:.1f} min of training"
                   if cv["half_removal"] else f"not reached (best keep {cv['best_keep']:.2f})")]
     d = res["detector"] or {}
     lines += [] if not d else ["", f"Detector: {d['training']['parameters']:,}-parameter CNN, {d['training']['pairs']} crops "
-              f"(half protected at 0.2-0.7, a third JPEG 85), {d['training']['seconds'] / 60:.1f} CPU min; "
+              f"(half protected at 0.2-0.7, a third JPEG 85), {d['training']['seconds'] / 60:.1f} min; "
               f"64 px crops of the held-out images; 'protected' = logit > 0; per image = mean logit over "
               f"{meta['detector_crops']} crops.", "",
               "| images | crop rate | image rate |", "|---|---|---|"]
