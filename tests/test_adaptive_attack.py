@@ -69,3 +69,28 @@ def test_one_training_step_moves_the_purifier_towards_the_original():
     x = aa.to_tensor(p)
     with torch.no_grad():
         assert float((net(x) - x).abs().max()) > 0  # it learned a correction (still below a code value)
+
+
+def test_staged_evaluation_summarises_keep_and_isovisibility():
+    """prepare_crop / purify_crop / summarise / markdown on one crop, with a stand-in encoder."""
+    o = _picture().flat[:64, :64].copy()
+    rng = np.random.default_rng(5)
+    p = aa.add_gaussian(o, 2.0, rng)
+
+    def encoder(x):  # (N, H, W, 3) or (H, W, 3) in [0, 1] -> a coarse "latent"
+        return np.asarray(x)[..., ::4, ::4, :] * 10.0
+
+    crop = aa.prepare_crop(o, {"m@0.4": p, "same": o.copy()}, encoder, np.random.default_rng(6))
+    assert list(crop["rec"]["sources"]) == ["m@0.4"]  # a source equal to the original is left out
+    s = crop["rec"]["sources"]["m@0.4"]
+    assert abs(s["twin_ssimulacra2"] - s["ssimulacra2"]) < 1.0 and s["shift"] > 0
+    plan = {"m@0.4": ["m", "gaussian"]}
+    identity = aa.Purifier((8, 16, 24)).eval()
+    for name in ("m", "gaussian"):
+        aa.purify_crop(crop, name, identity, plan, encoder)
+    assert set(s["purified"]) == {"m", "gaussian", "gaussian|twin"}
+    rows = aa.summarise([crop["rec"]], {"m@0.4": "m"})
+    own = next(r for r in rows if r["purifier"] == "m")
+    assert own["own"] and own["keep"] == pytest.approx(1.0) and own["psnr_gain"] == pytest.approx(0.0)
+    assert own["isovis_after"] == pytest.approx(own["isovis_before"])  # identity purifiers change nothing
+    assert crop["rec"]["purifier_on_clean"] == {"m": 0.0, "gaussian": 0.0}
