@@ -31,7 +31,8 @@ def sha(p: Path) -> str:
 
 def outputs(root: Path) -> list[str]:
     """The images under ``root`` (relative paths), leaving out protect's hidden state files."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def make_tree(root: Path) -> dict[str, str]:
@@ -57,7 +58,7 @@ def test_folder_mirrored_originals_untouched_rerun_skips(tmp_path):
     for f in report["files"]:
         assert f["status"] == "protected" and f["out_bytes"] > 0 and f["in_bytes"] > 0
         assert f["size_ratio"] > 0 and f["psnr"] > 30 and f["seconds"] >= 0
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    stamps = {p: p.stat().st_mtime_ns for p in (out / name for name in outputs(out))}
     res2 = run(src, "--json", tmp_path / "r2.json", "--workers", "1")
     assert res2.exit_code == 0
     r2 = json.loads((tmp_path / "r2.json").read_text())
@@ -77,9 +78,12 @@ def test_state_lives_beside_outputs_so_another_client_sees_it(tmp_path, monkeypa
     make_tree(src)
     assert run(src, "--key", "k", "--workers", "1").exit_code == 0
     out = tmp_path / "art_protected"
-    assert (out / batch.STATE_NAME).is_file() and (out / "sub" / "deeper" / batch.STATE_NAME).is_file()
-    record = json.loads((out / "sub" / batch.STATE_NAME).read_text())
-    assert list(record) == ["b.jpg"] and set(record["b.jpg"]) == {"src", "dst", "fp"}
+    state = out / batch.STATE_DIR / "state.json"
+    assert state.is_file() and stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / batch.STATE_DIR).stat().st_mode) == 0o700
+    record = json.loads(state.read_text())["entries"]
+    assert sorted(record) == ["a.png", "sub/b.jpg", "sub/deeper/c.webp"]
+    assert set(record["sub/b.jpg"]) == {"src", "dst", "sha256", "fp", "mac"}
     monkeypatch.setenv("PROTECT_CACHE_DIR", str(tmp_path / "other-client-cache"))
     res = run(src, "--key", "k", "--workers", "1", "--json", tmp_path / "same.json")
     assert json.loads((tmp_path / "same.json").read_text())["skipped"] == 3, res.output
@@ -185,10 +189,10 @@ def test_key_file_created_private_printed_once_never_in_outputs(tmp_path):
         assert key.encode() not in p.read_bytes()
     assert key not in res.output + res2.output
     cache = Path(os.environ["PROTECT_CACHE_DIR"])
-    for p in [*cache.rglob("*"), tmp_path / batch.STATE_NAME]:
+    for p in [*cache.rglob("*"), *(tmp_path / batch.STATE_DIR).iterdir()]:
         if p.is_file():
             assert key.encode() not in p.read_bytes()
-    assert (tmp_path / batch.STATE_NAME).is_file()
+    assert (tmp_path / batch.STATE_DIR / "state.json").is_file()
 
 
 def test_key_option_env_and_file_give_different_results(tmp_path):
@@ -221,7 +225,8 @@ def test_interrupted_run_resumes_without_half_written_files(tmp_path, monkeypatc
     assert res.exit_code != 0
     out = tmp_path / "art_protected"
     assert outputs(out) == ["0.png", "1.png", "2.png"]  # complete files only, no temp files
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [batch.STATE_NAME]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [batch.STATE_DIR]
+    assert sorted(p.name for p in (out / batch.STATE_DIR).iterdir()) == ["lock", "secret", "state.json"]
     for name in outputs(out):
         Image.open(out / name).load()
     monkeypatch.setattr(batch, "protect_file", real)

@@ -53,3 +53,76 @@ def test_no_metadata_leaves_xmp_alone(tmp_path):
     Image.fromarray(textured()).save(src)
     assert CliRunner().invoke(app, [str(src), "--key", "k", "--no-metadata", "-q"]).exit_code == 0
     assert pio.read_image(tmp_path / "a_protected.png").xmp is None
+
+
+def _raw_exif(path):
+    """EXIF text values as the bytes in the file (Pillow shows them as Latin-1)."""
+    exif = Image.open(path).getexif()
+    return {t: (v.encode("latin-1") if isinstance(v, str) else v) for t, v in exif.items()}
+
+
+def test_iptc_iim_byline_and_copyright_are_kept(tmp_path):
+    from hostile import iptc_app13, jpeg_with_app13
+    from PIL import IptcImagePlugin
+
+    (tmp_path / "a.jpg").write_bytes(jpeg_with_app13(textured(), iptc_app13("山田花子", "© 2026 Hanako")))
+    before = IptcImagePlugin.getiptcinfo(Image.open(tmp_path / "a.jpg"))
+    assert before[(2, 80)] == "山田花子".encode()
+    res = CliRunner().invoke(app, [str(tmp_path / "a.jpg"), "--key", "k", "-q"])
+    assert res.exit_code == 0, res.output
+    after = IptcImagePlugin.getiptcinfo(Image.open(tmp_path / "a_protected.jpg"))
+    assert after[(2, 80)] == "山田花子".encode() and after[(2, 116)] == "© 2026 Hanako".encode()
+    # a format that cannot hold it says so
+    res = CliRunner().invoke(app, [str(tmp_path / "a.jpg"), "--key", "k", "--format", "png"])
+    assert res.exit_code == 0 and "IPTC-IIM block (APP13) was not kept" in res.output
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".tif"])
+def test_utf8_author_in_exif_artist(tmp_path, ext):
+    Image.fromarray(textured()).save(tmp_path / f"a{ext}")
+    res = CliRunner().invoke(app, [str(tmp_path / f"a{ext}"), "--key", "k", "--author", "山田花子",
+                                   "--copyright", "© 山田花子", "-q"])
+    assert res.exit_code == 0, res.output
+    raw = _raw_exif(tmp_path / f"a_protected{ext}")
+    assert raw[0x013B] == "山田花子".encode() and raw[0x8298] == "© 山田花子".encode()
+
+
+def test_existing_utf8_exif_text_is_kept_byte_for_byte(tmp_path):
+    ex = Image.Exif()
+    ex[0x010E] = "夕焼けの絵".encode()
+    ex[0x0112] = 6
+    Image.fromarray(textured()).save(tmp_path / "a.jpg", exif=ex.tobytes(), quality=90)
+    assert CliRunner().invoke(app, [str(tmp_path / "a.jpg"), "--key", "k", "-q"]).exit_code == 0
+    assert _raw_exif(tmp_path / "a_protected.jpg")[0x010E] == "夕焼けの絵".encode()
+
+
+def test_strip_location_removes_gps_from_exif_and_xmp(tmp_path):
+    ex = Image.Exif()
+    ex[0x8825] = {1: "N", 2: (35.0, 39.0, 31.0), 3: "E", 4: (139.0, 42.0, 5.0)}
+    ex[0x013B] = "Ann"
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description rdf:about="" xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+           b'exif:GPSLatitude="35,39.5N" exif:GPSLongitude="139,42.1E" exif:ExposureTime="1/60"/>'
+           b'</rdf:RDF></x:xmpmeta>')
+    Image.fromarray(textured()).save(tmp_path / "a.jpg", exif=ex.tobytes(), xmp=xmp, quality=90)
+    assert CliRunner().invoke(app, [str(tmp_path / "a.jpg"), "--key", "k", "-q", "--out", tmp_path / "kept"]).exit_code == 0
+    assert 0x8825 in Image.open(tmp_path / "kept" / "a.jpg").getexif()  # kept by default
+    res = CliRunner().invoke(app, [str(tmp_path / "a.jpg"), "--key", "k", "-q", "--strip-location"])
+    assert res.exit_code == 0, res.output
+    out = pio.read_image(tmp_path / "a_protected.jpg")
+    exif = Image.open(tmp_path / "a_protected.jpg").getexif()
+    assert 0x8825 not in exif and exif[0x013B] == "Ann"
+    assert b"GPSLatitude" not in out.xmp and b"ExposureTime" in out.xmp
+    assert data_mining_value(out.xmp) == DMI_PROHIBITED_AIML
+
+
+def test_opt_out_genai(tmp_path):
+    from protect.metadata import DMI_PROHIBITED_GENAI
+
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    res = CliRunner().invoke(app, [str(tmp_path / "a.png"), "--key", "k", "-q", "--opt-out", "genai"])
+    assert res.exit_code == 0, res.output
+    assert data_mining_value(pio.read_image(tmp_path / "a_protected.png").xmp) == DMI_PROHIBITED_GENAI
+    assert DMI_PROHIBITED_GENAI.endswith("DMI-PROHIBITED-GENAIMLTRAINING")
+    res = CliRunner().invoke(app, [str(tmp_path / "a.png"), "--key", "k", "--opt-out", "nope"])
+    assert res.exit_code == 2

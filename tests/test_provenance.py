@@ -65,9 +65,10 @@ def test_manifest_says_not_allowed_and_validates(tmp_path, credentials, ext, mim
     with open(tmp_path / f"a_protected{ext}", "rb") as f:
         report = json.loads(c2pa.Reader(mime, f).json())
     manifest = report["manifests"][report["active_manifest"]]
-    tm = next(a for a in manifest["assertions"] if a["label"] == "c2pa.training-mining")
+    tm = next(a for a in manifest["assertions"] if a["label"] == "cawg.training-mining")
     assert {v["use"] for v in tm["data"]["entries"].values()} == {"notAllowed"}
-    assert "c2pa.ai_training" in tm["data"]["entries"]
+    assert set(tm["data"]["entries"]) == {"cawg.ai_training", "cawg.ai_generative_training", "cawg.ai_inference",
+                                          "cawg.data_mining"}
     assert report["validation_state"] == "Valid"  # a self-made CA is only "untrusted", not invalid
     codes = {s["code"] for s in report.get("validation_status", [])}
     assert codes <= {"signingCredential.untrusted"}
@@ -81,3 +82,15 @@ def test_bad_key_is_a_per_file_error(tmp_path, credentials):
     assert res.exit_code == 1 and not (tmp_path / "a_protected.png").exists()
     line = next(x for x in res.output.splitlines() if x.startswith("error:"))
     assert "a.png: C2PA signing failed" in line
+
+
+def test_opt_out_genai_states_generative_training_only(tmp_path, credentials):
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    res = CliRunner().invoke(app, [str(tmp_path / "a.png"), "--key", "k", "--opt-out", "genai", "--c2pa",
+                                   str(credentials[0]), str(credentials[1]), "-q"])
+    assert res.exit_code == 0, res.output
+    with open(tmp_path / "a_protected.png", "rb") as f:
+        report = json.loads(c2pa.Reader("image/png", f).json())
+    manifest = report["manifests"][report["active_manifest"]]
+    tm = next(a for a in manifest["assertions"] if a["label"] == "cawg.training-mining")
+    assert tm["data"]["entries"] == {"cawg.ai_generative_training": {"use": "notAllowed"}}

@@ -137,7 +137,8 @@ def test_batch_writes_protected_copies_inside_the_output_folder(ui, tmp_path):
     state = _wait(ui, bid)
     assert state["error"] is None and [r["status"] for r in state["results"]] == ["protected"] * 3
     out = ui.cfg.out_dir.resolve()
-    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                     if p.is_file() and not any(x.startswith(".") for x in p.relative_to(out).parts))
     assert written == ["cel_flat_fills.png", "escape/cel_flat_fills.png", "folder/sub/cel_flat_fills.png"]
     assert not (tmp_path / "escape").exists()
     assert src.read_bytes() == before

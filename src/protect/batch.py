@@ -9,27 +9,42 @@ Rules (see README, "Where outputs go"):
 * discovery skips hidden files and folders, folders named ``*_protected``,
   files whose name ends in ``_protected``, the ``--out`` folder, and the
   temporary files of atomic writes, so protect never picks up its own outputs;
-* an output is up to date when it exists, the source has not changed since
-  it was written, and the settings are the same (recorded in a small hidden
-  state file, ``.protect-state.json``, in each output folder, so every
-  machine that sees the outputs, e.g. the workers of a cluster and a rerun
-  from another client, sees the record too; without a record, an output
-  newer than its source counts as up to date).  Up-to-date outputs are
-  skipped unless ``--overwrite``; that makes an interrupted run resumable.
+* protect replaces or skips only outputs it can prove it wrote: each output
+  root (the ``X_protected`` folder, the ``--out`` folder, or the folder of a
+  single file) holds a hidden ``.protect/`` folder with the state records
+  (output size, mtime and SHA-256, source size and mtime, a digest of the
+  settings), each authenticated with an HMAC under a random secret kept
+  there with 0600 permissions.  Beside the outputs, so that every worker of a
+  cluster and a rerun from any machine sees them.  An output is up to date
+  when its record matches the file, the source and the settings: it is
+  skipped unless ``--overwrite``, which makes an interrupted run resumable.
+  Any other file (or folder) at an output path is a per-file error naming
+  it; ``--overwrite`` replaces such a file deliberately (never a folder);
+* one run at a time per output root (a lock in ``.protect/``); protect's own
+  leftover temporary files there are removed when the next run starts.
 
 Each file is processed in its own ``try``: a bad file costs one line naming
-it and the reason, and the batch goes on.
+it and the reason, and the batch goes on; a worker process that dies costs
+only the file it was working on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import hmac
 import json
 import os
+import secrets
+import signal
+import stat
+import threading
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -38,7 +53,7 @@ import numpy as np
 from . import __version__
 from . import io as pio
 from .pipeline import Settings, diff_stats, protect_image
-from .metadata import MetadataSettings, authorship_exif, optout_xmp
+from .metadata import MetadataSettings, authorship_exif, optout_xmp, strip_location_exif, strip_location_xmp
 from .provenance import ProvenanceError
 from .visible import VisibleMark, apply_visible
 from .watermark import ALGORITHM as MARK_ALGORITHM
@@ -46,13 +61,10 @@ from .watermark import detect_mark, embed_mark
 
 SUFFIX = "_protected"
 
-#: Name of the skip-if-done record kept in every output folder (hidden, so
-#: discovery never takes it for an input and file browsers hide it).
-STATE_NAME = ".protect-state.json"
-
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,12 @@ class Job:
     dst: Path
     rel: Path  # path relative to the input root it was found under (for masks, reports)
     mask: Path | None = None
+    root: Path | None = None  # the output root whose .protect/ holds this output's record (default: dst's folder)
+    seen: tuple[int, int] | None = None  # (size, mtime_ns) of the file at dst when planned; None: nothing there
+
+    @property
+    def out_root(self) -> Path:
+        return self.root if self.root is not None else self.dst.parent
 
 
 @dataclass(frozen=True)
@@ -80,26 +98,28 @@ class Options:
     c2pa: tuple[bytes, bytes] | None = None  # (certificate chain PEM, private key PEM) to sign a C2PA manifest
     c2pa_alg: str = "es256"
 
-    def fingerprint(self, mask: Path | None) -> str:
-        """Digest of every setting that changes the output bytes.
+    def fingerprint(self, mask: Path | None, secret: bytes = b"") -> str:
+        """Keyed digest of every setting that changes the output bytes.
 
-        The key enters only through :func:`key_id` (a slow, salted digest),
-        never in clear; the result is stored in the state file beside the
-        outputs, never in the images.
+        An HMAC under ``secret`` (the output root's state secret) of the
+        settings, the key entering only through :func:`_key_id` (slow and
+        salted): the stored value says nothing about the key to whoever cannot
+        read the secret, and a leaked secret still leaves a weak key one
+        scrypt per guess to find.
         """
-        key_id = _key_id(self.settings.key)
         mask_id = None
         if mask is not None:
             st = mask.stat()
             mask_id = [str(mask), st.st_size, st.st_mtime_ns]
         payload = json.dumps(
-            [__version__, self.settings.algorithm, self.settings.strength, key_id, self.format, self.jpeg_quality, mask_id,
+            [__version__, self.settings.algorithm, self.settings.strength, _key_id(self.settings.key), self.format,
+             self.jpeg_quality, mask_id,
              [MARK_ALGORITHM, self.mark.hex()] if self.mark is not None else None,
-             [self.metadata.opt_out, self.metadata.author, self.metadata.copyright],
+             [self.metadata.opt_out, self.metadata.author, self.metadata.copyright, *self.metadata.extra_id()],
              _visible_id(self.visible),
              hashlib.sha256(self.c2pa[0]).hexdigest()[:16] if self.c2pa is not None else None]
         )
-        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+        return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass
@@ -119,8 +139,9 @@ class FileResult:
     height: int | None = None
     frames: int | None = None
     seconds: float | None = None
-    note: str | None = None  # something the user should know about an output that was written
+    note: str | None = None  # what the user should know about an output that was written ("; "-separated)
     mark_readable: bool | None = None  # with --mark: the mark was read back from the output right after embedding
+    proof: dict | None = field(default=None, repr=False)  # what the state records (not in --json)
 
 
 @dataclass
@@ -133,6 +154,8 @@ class Report:
     failed: int = 0
     planned: int = 0
     seconds: float = 0.0
+    interrupted: bool = False  # Ctrl-C: the run stopped early
+    left: int = 0  # files not processed because of the interruption
 
     def add(self, r: FileResult) -> None:
         self.results.append(r)
@@ -147,8 +170,15 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 when every file succeeded (or was skipped), 1 when any failed."""
+        """0 when every file succeeded (or was skipped), 1 when any failed, 130 when interrupted."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         return EXIT_FAILED if self.failed else EXIT_OK
+
+    def stopped_line(self) -> str:
+        """What to print after Ctrl-C."""
+        done = self.protected + self.skipped + self.failed
+        return f"stopped: {done} done, {self.left} left \u2014 run the same command to resume"
 
     @property
     def in_bytes(self) -> int:
@@ -186,7 +216,9 @@ class Report:
             "size_ratio": (self.out_bytes / self.in_bytes) if self.in_bytes else None,
             "seconds": round(self.seconds, 3),
             "exit_code": self.exit_code,
-            "files": [asdict(r) for r in self.results],
+            "interrupted": self.interrupted,
+            "left": self.left,
+            "files": [{k: v for k, v in asdict(r).items() if k != "proof"} for r in self.results],
         }
 
 
@@ -199,7 +231,7 @@ def _mb(n: int) -> str:
 
 def is_protect_output(path: Path) -> bool:
     """True for names protect writes (``*_protected*`` and temp files)."""
-    return path.stem.endswith(SUFFIX) or path.name.endswith(pio.TEMP_SUFFIX)
+    return path.stem.endswith(SUFFIX) or path.name.endswith(pio.TEMP_SUFFIX) or path.name == STATE_DIR
 
 
 def _output_name(src: Path, fmt: str | None) -> str:
@@ -258,94 +290,288 @@ def discover(paths: Iterable[Path], *, out: Path | None = None, fmt: str | None 
             for src in _walk_images(given, exclude):
                 rel = src.relative_to(given)
                 dst = dest_root / rel.parent / _output_name(src, fmt)
-                yield Job(src, dst, rel, _find_mask(mask, rel))
+                yield Job(src, dst, rel, _find_mask(mask, rel), root=dest_root)
         else:
             rel = Path(given.name)
             if out is not None:
                 dst = out / _output_name(given, fmt)
             else:
                 dst = given.with_name(given.stem + SUFFIX + Path(_output_name(given, fmt)).suffix)
-            yield Job(given, dst, rel, _find_mask(mask, rel))
+            yield Job(given, dst, rel, _find_mask(mask, rel), root=dst.parent)
 
 
 # ---------------------------------------------------------------- state file
 
+#: The hidden folder in each output root: state records, their secret, the lock.
+STATE_DIR = ".protect"
+_STATE_VERSION = 1
+
 
 @functools.lru_cache(maxsize=8)
 def _key_id(key: str) -> str:
-    """A digest that names the key in the state file without revealing it.
-
-    The state file sits beside the outputs, which get published, so the
-    digest is scrypt (2^14, 8, 1: about 50 ms, 16 MiB), not a fast hash: a
-    dictionary attack on a weak key costs that much per guess.
-    """
+    """A digest that names the key without revealing it: scrypt (2^14, 8, 1: about
+    50 ms, 16 MiB), so a dictionary attack on a weak key costs that much per guess."""
     return hashlib.scrypt(key.encode(), salt=b"protect-keyid-v1", n=2**14, r=8, p=1, dklen=16).hex()
 
 
-class State:
-    """What was written, with which settings: the skip-if-done record.
+class BatchLocked(Exception):
+    """Another run holds the lock of an output root (the message is one line)."""
 
-    One JSON file, :data:`STATE_NAME`, in every output folder, mapping each
-    output's file name to the source and output stamps (size, mtime) and the
-    settings fingerprint.  It lives beside the outputs so that any machine
-    seeing them sees it (cluster workers, a rerun from another client).  The
-    client alone reads and writes it, atomically; losing it is harmless (see
-    the module docstring).
-    """
 
-    def __init__(self) -> None:
-        self._folders: dict[Path, dict[str, dict]] = {}
-        self._dirty: set[Path] = set()
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns]
 
-    @classmethod
-    def for_jobs(cls, jobs: list[Job]) -> State:  # noqa: ARG003 - folders are loaded as they are met
-        return cls()
 
-    def _entries(self, folder: Path) -> dict[str, dict]:
-        entries = self._folders.get(folder)
-        if entries is None:
-            try:
-                entries = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
-                if not isinstance(entries, dict):
-                    entries = {}
-            except (OSError, ValueError):
-                entries = {}
-            self._folders[folder] = entries
-        return entries
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
-    @staticmethod
-    def _stamp(p: Path) -> list[int]:
-        st = p.stat()
-        return [st.st_size, st.st_mtime_ns]
 
-    def up_to_date(self, job: Job, fingerprint: str) -> bool:
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        os.chmod(path, 0o700)
+    except OSError:  # pragma: no cover - filesystems without modes
+        pass
+
+
+def _read_or_create_secret(folder: Path) -> bytes:
+    """The root's random secret (created atomically and exclusively, 0600)."""
+    path = folder / "secret"
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        if len(text) >= 32:
+            return bytes.fromhex(text)
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        pass
+    _private_dir(folder)
+    tmp = folder / f".secret.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         try:
-            dst_stamp = self._stamp(job.dst)
-            src_stamp = self._stamp(job.src)
-        except OSError:
-            return False
-        dst = job.dst.resolve()
-        rec = self._entries(dst.parent).get(dst.name)
-        if rec is None:
-            return dst_stamp[1] >= src_stamp[1]
-        return rec == {"src": src_stamp, "dst": dst_stamp, "fp": fingerprint}
-
-    def record(self, job: Job, fingerprint: str) -> None:
-        dst = job.dst.resolve()
+            os.link(tmp, path)  # fails if another process made one first: use theirs
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here: replace (a race costs only re-work)
+            os.replace(tmp, path)
+    finally:
         try:
-            rec = {"src": self._stamp(job.src), "dst": self._stamp(dst), "fp": fingerprint}
-        except OSError:
-            return
-        self._entries(dst.parent)[dst.name] = rec
-        self._dirty.add(dst.parent)
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+    return bytes.fromhex(path.read_text(encoding="ascii").strip())
+
+
+class RootState:
+    """The records of one output root, in ``ROOT/.protect/state.json``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.folder = root / STATE_DIR
+        self.path = self.folder / "state.json"
+        self.entries: dict[str, dict] = {}
+        self._secret: bytes | None = None
+        self.dirty = False
+        try:
+            self._secret = bytes.fromhex((self.folder / "secret").read_text(encoding="ascii").strip())
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and doc.get("version") == _STATE_VERSION and isinstance(doc.get("entries"), dict):
+                self.entries = doc["entries"]
+        except (OSError, ValueError, UnicodeDecodeError):
+            pass
+
+    @property
+    def secret(self) -> bytes:
+        """The secret, created on first need (never for a dry run)."""
+        if self._secret is None:
+            self._secret = _read_or_create_secret(self.folder)
+        return self._secret
+
+    def key(self, dst: Path) -> str:
+        try:
+            return str(dst.relative_to(self.root))
+        except ValueError:
+            return str(dst)
+
+    def _mac(self, name: str, rec: dict) -> str:
+        body = json.dumps([name, rec.get("src"), rec.get("dst"), rec.get("sha256"), rec.get("fp")])
+        return hmac.new(self.secret, body.encode(), hashlib.sha256).hexdigest()
+
+    def get(self, dst: Path) -> dict | None:
+        """The authenticated record for ``dst`` (None when missing or forged)."""
+        name = self.key(dst)
+        rec = self.entries.get(name)
+        if not isinstance(rec, dict) or self._secret is None:
+            return None
+        if not hmac.compare_digest(str(rec.get("mac", "")), self._mac(name, rec)):
+            return None
+        return rec
+
+    def put(self, dst: Path, rec: dict) -> None:
+        name = self.key(dst)
+        rec = dict(rec)
+        rec["mac"] = self._mac(name, rec)
+        self.entries[name] = rec
+        self.dirty = True
+
+    def drop(self, dst: Path) -> None:
+        if self.entries.pop(self.key(dst), None) is not None:
+            self.dirty = True
 
     def save(self) -> None:
-        for folder in sorted(self._dirty):
+        if not self.dirty:
+            return
+        try:
+            _private_dir(self.folder)
+            doc = {"version": _STATE_VERSION, "entries": self.entries}
+            pio.atomic_write_bytes(self.path, json.dumps(doc).encode(), mode=0o600)
+            self.dirty = False
+        except OSError:
+            pass  # records that cannot be written only cost re-work (and --overwrite) next time
+
+
+class State:
+    """What protect wrote, with which settings: the skip-if-done records and the
+    proof of ownership, one :class:`RootState` per output root (see the module docstring)."""
+
+    def __init__(self, roots: Iterable[Path] = ()):
+        self.roots: dict[Path, RootState] = {}
+        for r in roots:
+            self.root(r)
+
+    @classmethod
+    def for_jobs(cls, jobs: Iterable[Job]) -> State:
+        return cls(sorted({j.out_root for j in jobs}))
+
+    def root(self, root: Path) -> RootState:
+        key = Path(os.path.abspath(root))
+        if key not in self.roots:
+            self.roots[key] = RootState(key)
+        return self.roots[key]
+
+    def _of(self, job: Job) -> tuple[RootState, Path]:
+        return self.root(job.out_root), Path(os.path.abspath(job.dst))
+
+    def check(self, job: Job, options: Options) -> tuple[str, str | None]:
+        """What is at ``job.dst``: ("absent" | "current" | "ours" | "foreign" | "blocked", reason).
+
+        "current": protect wrote it, from this very source with these settings;
+        "ours": protect wrote it (the source or settings changed since);
+        "foreign": a file protect cannot prove it wrote (replaced only with --overwrite);
+        "blocked": a folder or a special file (never replaced).
+        """
+        try:
+            st = os.lstat(job.dst)
+        except FileNotFoundError:
+            return "absent", None
+        except OSError as exc:
+            if exc.errno == 36:  # ENAMETOOLONG
+                return "blocked", (f"the output name is too long for the file system "
+                                   f"({len(os.fsencode(job.dst.name))} bytes; use --out DIR to keep the "
+                                   "original name)")
+            return "blocked", f"cannot check the output path {job.dst}: {exc.strerror or exc}"
+        if stat.S_ISDIR(st.st_mode):
+            return "blocked", f"a folder is in the way of the output {job.dst}; move it away"
+        if stat.S_ISLNK(st.st_mode):
+            return "foreign", (f"the output path {job.dst} is a symlink protect did not make; "
+                               "move it away, or pass --overwrite to replace the link")
+        if not stat.S_ISREG(st.st_mode):
+            return "blocked", f"the output path {job.dst} is a special file; move it away"
+        rs, dst = self._of(job)
+        rec = rs.get(dst)
+        if rec is None or rec.get("dst") != _stamp(st) or rec.get("sha256") != sha256_file(job.dst):
+            return "foreign", (f"{job.dst} exists and protect did not write it (or it was changed since); "
+                               "move it away, or pass --overwrite to replace it")
+        try:
+            src_stamp = _stamp(os.stat(job.src))
+        except OSError:
+            return "ours", None
+        if rec.get("src") == src_stamp and rec.get("fp") == options.fingerprint(job.mask, rs.secret):
+            return "current", None
+        return "ours", None
+
+    def record(self, job: Job, result: FileResult, options: Options) -> None:
+        """Record a written output from the proof its worker returned."""
+        if result.proof is None:
+            return
+        rs, dst = self._of(job)
+        try:
+            rs.put(dst, {**result.proof, "fp": options.fingerprint(job.mask, rs.secret)})
+        except OSError:
+            pass
+
+    def adopt(self, job: Job, options: Options) -> bool:
+        """Record the regular file now at ``job.dst`` as written by this run (for a worker
+        killed between its atomic replace and its report); False when there is none."""
+        try:
+            st = os.lstat(job.dst)
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            proof = {"src": _stamp(os.stat(job.src)), "dst": _stamp(st), "sha256": sha256_file(job.dst)}
+        except OSError:
+            return False
+        self.record(job, FileResult(str(job.src), str(job.dst), "protected", proof=proof), options)
+        return True
+
+    def forget(self, job: Job) -> None:
+        rs, dst = self._of(job)
+        rs.drop(dst)
+
+    def save(self) -> None:
+        for rs in self.roots.values():
+            rs.save()
+
+
+class OutputLocks:
+    """One exclusive lock per output root (``ROOT/.protect/lock``), held for a run."""
+
+    def __init__(self, roots: Iterable[Path]):
+        self.roots = sorted({Path(os.path.abspath(r)) for r in roots})
+        self._fds: list[int] = []
+
+    def __enter__(self) -> OutputLocks:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return self
+        try:
+            for root in self.roots:
+                folder = root / STATE_DIR
+                _private_dir(folder)
+                fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    try:
+                        holder = os.read(fd, 64).decode("ascii", "replace").strip()
+                    except OSError:
+                        holder = ""
+                    os.close(fd)
+                    who = f" (pid {holder})" if holder.isdigit() else ""
+                    raise BatchLocked(f"another protect run{who} is writing to {root}; "
+                                      "wait for it to finish, then run the same command again") from None
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                self._fds.append(fd)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for fd in self._fds:
             try:
-                pio.atomic_write_bytes(folder / STATE_NAME, json.dumps(self._folders[folder]).encode())
+                os.close(fd)  # closing releases the flock
             except OSError:
-                pass  # a record that cannot be written only costs re-work next time
-        self._dirty.clear()
+                pass
+        self._fds = []
 
 
 # ---------------------------------------------------------------- processing
@@ -367,6 +593,15 @@ def _with_metadata(img: pio.ImageFile, settings: MetadataSettings) -> tuple[pio.
     return replace(img, xmp=xmp, exif=exif), note
 
 
+def prepare_metadata(img: pio.ImageFile, settings: MetadataSettings, notes: list[str]) -> pio.ImageFile:
+    """``img`` with the location removed when asked (``--strip-location``)."""
+    if not settings.strip_location:
+        return img
+    exif, _ = strip_location_exif(img.exif)
+    xmp, _ = strip_location_xmp(img.xmp)
+    return replace(img, exif=exif, xmp=xmp)
+
+
 def describe_error(exc: BaseException) -> str:
     """The one-line reason shown to the user for a file that failed."""
     if isinstance(exc, (pio.InputError, ProvenanceError)):
@@ -376,36 +611,68 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, PermissionError):
         return f"permission denied: {exc.filename or exc}"
     if isinstance(exc, OSError):
+        if exc.errno == 36:  # ENAMETOOLONG
+            return f"the output name is too long for the file system: {exc.filename or ''}".rstrip(": ")
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-    return f"unexpected error: {type(exc).__name__}: {exc}"
+    text = " ".join(str(exc).split())
+    return f"unexpected error: {type(exc).__name__}: {text}"
+
+
+def _dst_seen(path: Path) -> tuple[int, int] | None:
+    try:
+        return tuple(_stamp(os.lstat(path)))  # type: ignore[return-value]
+    except FileNotFoundError:
+        return None
 
 
 def protect_file(job: Job, options: Options) -> FileResult:
-    """Protect one file; never raises for a bad input (status "failed" instead)."""
+    """Protect one file; never raises for a bad input (status "failed" instead).
+
+    The source is stamped when read and checked again before the output is
+    written; the encoded output must decode again; the output path must hold
+    what :func:`plan` saw there.  On success ``result.proof`` carries what the
+    state records: the source's and output's (size, mtime) and the output's SHA-256.
+    """
     t0 = time.perf_counter()
     res = FileResult(src=str(job.src), dst=str(job.dst), status="failed")
+    notes: list[str] = []
     try:
-        res.in_bytes = job.src.stat().st_size
         img = pio.read_image(job.src, max_pixels=options.max_pixels)
-        data = _protect_decoded(img, options, res, mask=job.mask, title=job.dst.name)
+        res.in_bytes = img.source.size if img.source is not None else None
+        notes.extend(img.notes)
+        data = _protect_decoded(img, options, res, mask=job.mask, title=job.dst.name, notes=notes)
+        try:
+            now = pio.file_stamp(job.src)
+        except OSError:
+            now = None
+        if now != img.source:
+            raise pio.InputError("the source changed while protect worked on it (saved over?); "
+                                 "nothing was written, run again")
+        if _dst_seen(job.dst) != job.seen:
+            raise pio.InputError(f"something else wrote {job.dst} while protect worked; it was not replaced")
         pio.atomic_write_bytes(job.dst, data)
+        st = os.stat(job.dst)
+        res.proof = {"src": [img.source.size, img.source.mtime_ns], "dst": _stamp(st),
+                     "sha256": hashlib.sha256(data).hexdigest()}
         res.status = "protected"
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
         res.reason = describe_error(exc)
+    if notes and res.status == "protected":
+        res.note = "; ".join(dict.fromkeys(notes))
     res.seconds = round(time.perf_counter() - t0, 4)
     return res
 
 
 def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, mask: Path | None,
-                     title: str) -> bytes:
-    """The encoded protected file for a decoded one; fills ``res``'s figures (the heart of
-    :func:`protect_file` and :func:`protect_bytes`)."""
+                     title: str, notes: list[str]) -> bytes:
+    """The encoded protected file for a decoded one, checked to decode again; fills ``res``'s
+    figures and adds what the user should know to ``notes`` (the heart of :func:`protect_file`
+    and :func:`protect_bytes`)."""
     res.width, res.height, res.frames = img.width, img.height, len(img.frames)
     region = pio.read_mask(mask, size=(img.width, img.height)) if mask is not None else None
     frames = []
     worst_psnr = float("inf")
     scores = []
-    notes: list[str] = []
     for fr in img.frames:
         base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha,
                                                                        notes=notes if not frames else None)
@@ -428,16 +695,19 @@ def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, m
         frames.append(pio.Frame(out, fr.alpha, fr.duration))
     out_img = pio.with_frames(img, frames)
     if options.metadata.active:
-        out_img, res.note = _with_metadata(out_img, options.metadata)
-    if notes:
-        res.note = "; ".join([*notes, *([res.note] if res.note else [])])
-    data = pio.encode_image(out_img, format=options.format, jpeg_quality=options.jpeg_quality)
+        out_img, note = _with_metadata(out_img, options.metadata)
+        if note:
+            notes.append(note)
+    out_img = prepare_metadata(out_img, options.metadata, notes)
+    fmt = pio.normalise_format(options.format) if options.format else img.format
+    data = pio.encode_image(out_img, format=options.format, jpeg_quality=options.jpeg_quality, notes=notes)
     if options.c2pa is not None:
         from .provenance import sign_c2pa
 
-        data = sign_c2pa(data, pio.normalise_format(options.format) if options.format else img.format,
-                         cert_chain=options.c2pa[0], private_key=options.c2pa[1], title=title,
-                         algorithm=options.c2pa_alg)
+        data = sign_c2pa(data, fmt, cert_chain=options.c2pa[0], private_key=options.c2pa[1], title=title,
+                         algorithm=options.c2pa_alg, genai_only=options.metadata.opt_out_kind == "genai")
+    kept_frames = len(frames) if (len(frames) > 1 and fmt in pio._ANIMATED_FORMATS) else 1
+    pio.check_decodes(data, size=(img.width, img.height), frames=kept_frames)
     res.out_bytes = len(data)
     res.size_ratio = round(res.out_bytes / res.in_bytes, 4) if res.in_bytes else None
     res.psnr = round(worst_psnr, 2) if np.isfinite(worst_psnr) else None
@@ -474,7 +744,9 @@ def protect_bytes(data: bytes, settings: Settings | Options | None = None, key: 
     options = replace(options, settings=replace(options.settings, key=key))
     res = FileResult(src="<bytes>", dst="<bytes>", status="failed", in_bytes=len(data))
     img = pio.decode_image(data, max_pixels=options.max_pixels)
-    out = _protect_decoded(img, options, res, mask=None, title="image")
+    notes = list(img.notes)
+    out = _protect_decoded(img, options, res, mask=None, title="image", notes=notes)
+    res.note = "; ".join(dict.fromkeys(notes)) or None
     res.status = "protected"
     res.seconds = round(time.perf_counter() - t0, 4)
     return out, res
@@ -492,6 +764,9 @@ def warm_jit(*, mark: bool = False) -> None:
 
 
 def _worker_init(mark: bool) -> None:
+    # Ctrl-C at a terminal reaches the whole process group: the workers leave it to the
+    # main process, which stops them (a worker never dies half-way through a write on its own).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     warm_jit(mark=mark)
 
 
@@ -503,25 +778,79 @@ def default_workers() -> int:
 
 
 def plan(jobs: Iterable[Job], options: Options, *, overwrite: bool, state: State) -> tuple[list[Job], list[FileResult]]:
-    """Split jobs into those to run and immediate results (skips, collisions, originals)."""
+    """Split jobs into those to run and immediate results (skips, collisions, files in the way).
+
+    The jobs returned carry ``seen``: what was at their output path, which
+    :func:`protect_file` checks again before replacing it.
+    """
     todo: list[Job] = []
     done: list[FileResult] = []
     seen: dict[Path, Path] = {}
     for job in jobs:
-        dst_res = job.dst.resolve()
-        if dst_res == job.src.resolve():
-            done.append(FileResult(str(job.src), str(job.dst), "failed", reason="output would overwrite the original"))
+        try:
+            dst_res = job.dst.resolve()
+            if dst_res == job.src.resolve():
+                done.append(FileResult(str(job.src), str(job.dst), "failed",
+                                       reason="output would overwrite the original"))
+                continue
+            if dst_res in seen:
+                done.append(FileResult(str(job.src), str(job.dst), "failed",
+                                       reason=f"output collides with that of {seen[dst_res]}"))
+                continue
+            seen[dst_res] = job.src
+            what, reason = state.check(job, options)
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a path that cannot be resolved
+            why = "symlink loop" if "loop" in str(exc).lower() or getattr(exc, "errno", None) == 40 else \
+                describe_error(exc)
+            done.append(FileResult(str(job.src), str(job.dst), "failed", reason=f"cannot use this path: {why}"))
             continue
-        if dst_res in seen:
-            done.append(FileResult(str(job.src), str(job.dst), "failed",
-                                   reason=f"output collides with that of {seen[dst_res]}"))
+        if what == "blocked" or (what == "foreign" and not overwrite):
+            done.append(FileResult(str(job.src), str(job.dst), "failed", reason=reason))
             continue
-        seen[dst_res] = job.src
-        if not overwrite and state.up_to_date(job, options.fingerprint(job.mask)):
+        if what == "current" and not overwrite:
             done.append(FileResult(str(job.src), str(job.dst), "skipped", reason="up to date"))
             continue
-        todo.append(job)
+        todo.append(replace(job, seen=_dst_seen(job.dst)))
     return todo, done
+
+
+def _roots_of(jobs: Iterable[Job]) -> list[Path]:
+    return sorted({Path(os.path.abspath(j.out_root)) for j in jobs})
+
+
+def clean_leftovers(jobs: Iterable[Job]) -> int:
+    """Remove protect's own temporary files left by a killed run in the output folders of ``jobs``."""
+    folders = {Path(os.path.abspath(j.dst.parent)) for j in jobs} | {r / STATE_DIR for r in _roots_of(jobs)}
+    return sum(pio.clean_temp_files(f) for f in folders if f.is_dir())
+
+
+@contextlib.contextmanager
+def _ctrl_c():
+    """The first Ctrl-C raises KeyboardInterrupt (the run stops cleanly); a second one,
+    while it stops, exits at once with 130 (it never hangs).  Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    hits = []
+
+    def on_sigint(signum, frame):
+        hits.append(signum)
+        if len(hits) > 1:
+            for pool in list(_LIVE_POOLS):  # no worker outlives the run
+                for p in list(getattr(pool, "_processes", {}).values()):
+                    try:
+                        p.kill()
+                    except (OSError, AttributeError):
+                        pass
+            os.write(2, b"\nprotect: stopped at once (second Ctrl-C); run the same command to resume\n")
+            os._exit(EXIT_INTERRUPTED)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_batch(
@@ -533,28 +862,27 @@ def run_batch(
     dry_run: bool = False,
     on_result=None,
     progress=None,
+    worker: Callable[[Job, Options], FileResult] | None = None,
     runner=None,
 ) -> Report:
     """Protect ``jobs``; call ``on_result(FileResult)`` as each finishes.
 
-    ``progress`` is an optional object with ``update(n)`` (a tqdm bar).
-    ``runner(todo, options, finish)``, when given, runs the planned jobs
-    instead of the local process pool and calls ``finish(FileResult)`` for
-    each (``protect.distributed`` runs them on a Dask cluster this way).
+    ``progress`` is an optional object with ``update(n)`` (a tqdm bar);
+    ``worker`` replaces :func:`protect_file` (a module-level function, for
+    the process pool).  ``runner(todo, options, finish)``, when given, runs
+    the planned jobs instead of the local process pool and calls
+    ``finish(FileResult)`` for each (``protect.distributed`` runs them on a
+    Dask cluster this way).  Takes the lock of every output root (raises
+    :class:`BatchLocked`), cleans protect's leftover temp files there, and
+    on Ctrl-C stops the workers, keeps what is done and returns a report with
+    ``interrupted`` set (``exit_code`` 130).
     """
     t0 = time.perf_counter()
     report = Report()
     state = State.for_jobs(jobs)
-    todo, immediate = plan(jobs, options, overwrite=overwrite, state=state)
-    for r in immediate:
-        report.add(r)
-        if on_result:
-            on_result(r)
-        if progress is not None:
-            progress.update(1)
     if dry_run:
-        for job in todo:
-            r = FileResult(str(job.src), str(job.dst), "would protect")
+        todo, immediate = plan(jobs, options, overwrite=overwrite, state=state)
+        for r in immediate + [FileResult(str(j.src), str(j.dst), "would protect") for j in todo]:
             report.add(r)
             if on_result:
                 on_result(r)
@@ -562,39 +890,178 @@ def run_batch(
                 progress.update(1)
         report.seconds = time.perf_counter() - t0
         return report
+    with OutputLocks(_roots_of(jobs)), _ctrl_c():
+        clean_leftovers(jobs)
+        _run_locked(jobs, options, workers, overwrite, on_result, progress, worker, runner, state, report)
+    report.seconds = time.perf_counter() - t0
+    return report
 
+
+def _run_locked(jobs, options, workers, overwrite, on_result, progress, worker, runner, state, report) -> None:
+    fn = worker if worker is not None else protect_file  # looked up now: tests may replace protect_file
+    _key_id(options.settings.key)  # the slow digest once, now, not inside the first record
+    todo, immediate = plan(jobs, options, overwrite=overwrite, state=state)
+    for r in immediate:
+        report.add(r)
+        if on_result:
+            on_result(r)
+        if progress is not None:
+            progress.update(1)
     by_src = {str(j.src): j for j in todo}
+    finished: set[str] = set()
 
     def finish(r: FileResult) -> None:
-        report.add(r)
+        job = by_src[r.src]
         if r.status == "protected":
-            state.record(by_src[r.src], options.fingerprint(by_src[r.src].mask))
-            if report.protected % 16 == 0:
-                state.save()
+            state.record(job, r, options)
+        elif job.seen is None or _dst_seen(job.dst) != job.seen:
+            state.forget(job)  # an output protect had written is gone or replaced: its record goes too
+        finished.add(r.src)  # only now: a Ctrl-C during the record leaves the file to the adoption below
+        report.add(r)
+        if r.status == "protected" and report.protected % 16 == 0:
+            state.save()
         if on_result:
             on_result(r)
         if progress is not None:
             progress.update(1)
 
     try:
-        workers = max(1, min(int(workers), len(todo)))
+        n = max(1, min(int(workers), len(todo)))
         if runner is not None:
             runner(todo, options, finish)
-        elif workers == 1:
+        elif n == 1:
             for job in todo:
-                finish(protect_file(job, options))
+                finish(fn(job, options))
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
-                                     initargs=(options.mark is not None,)) as pool:
-                futures = {pool.submit(protect_file, job, options): job for job in todo}
-                for fut in as_completed(futures):
-                    job = futures[fut]
-                    try:
-                        r = fut.result()
-                    except Exception as exc:  # noqa: BLE001 - a crashed worker fails its file only
-                        r = FileResult(str(job.src), str(job.dst), "failed", reason=f"worker crashed: {exc}")
-                    finish(r)
+            _run_pool(todo, options, n, fn, finish)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        for j in todo:
+            if str(j.src) in finished:
+                continue
+            # an in-flight write that was cut short leaves no temp file behind ...
+            pio.clean_temp_files(j.dst.parent, target=j.dst.name)
+            # ... and one killed after its os.replace, before its result came back, left a whole
+            # output (the folder is locked: nothing else wrote it) that is recorded as protect's
+            if _dst_seen(j.dst) != j.seen and state.adopt(j, options):
+                finished.add(str(j.src))
+                report.add(FileResult(str(j.src), str(j.dst), "protected", note="finished while stopping"))
+        report.left = sum(1 for j in todo if str(j.src) not in finished)
     finally:
         state.save()
-    report.seconds = time.perf_counter() - t0
-    return report
+
+
+_LIVE_POOLS: set = set()
+
+
+def _new_pool(n: int, options: Options) -> ProcessPoolExecutor:
+    pool = ProcessPoolExecutor(max_workers=n, initializer=_worker_init, initargs=(options.mark is not None,))
+    _LIVE_POOLS.add(pool)
+    return pool
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel what waits, kill what runs (no waiting on in-flight files)."""
+    _LIVE_POOLS.discard(pool)
+    procs = list(getattr(pool, "_processes", {}).values())  # the executor has no public kill
+    for p in procs:
+        try:
+            p.kill()
+        except (OSError, AttributeError):
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.join(timeout=1.0)
+        except (OSError, AttributeError, AssertionError):
+            pass
+
+
+#: After Ctrl-C, how long files in flight may take to finish before their workers are killed.
+STOP_GRACE_S = 1.0
+
+
+def _crashed(job: Job) -> FileResult:
+    return FileResult(str(job.src), str(job.dst), "failed",
+                      reason="the worker process died on this file (killed, or out of memory: try --workers 1 "
+                             "or a smaller --max-pixels); the other files went on")
+
+
+def _run_pool(todo: list[Job], options: Options, n: int, fn, finish) -> None:
+    """Run ``todo`` on ``n`` worker processes, at most one file in flight per worker.
+
+    When a worker dies (the out-of-memory killer, a crash in a decoder), every
+    file that was in flight is run again alone in a fresh worker: only the
+    one that kills it again fails; the pool is restarted for the rest.  On
+    Ctrl-C (KeyboardInterrupt in this, the main, thread) the workers are
+    killed at once and the exception propagates; a second Ctrl-C exits at once.
+    """
+    pending = deque(todo)
+    pool = _new_pool(n, options)
+    empty_breaks = 0
+    inflight: dict = {}
+    try:
+        while pending:
+            inflight = {}
+            suspects: list[Job] = []
+            broken = False
+            while (pending or inflight) and not broken:
+                while pending and len(inflight) < n:
+                    job = pending.popleft()
+                    try:
+                        inflight[pool.submit(fn, job, options)] = job
+                    except BrokenProcessPool:
+                        pending.appendleft(job)
+                        broken = True
+                        break
+                if not inflight:
+                    break
+                done, _ = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = inflight.pop(fut)
+                    try:
+                        r = fut.result()
+                    except BrokenProcessPool:
+                        suspects.append(job)
+                        broken = True
+                        continue
+                    except Exception as exc:  # noqa: BLE001 - one file only
+                        r = FileResult(str(job.src), str(job.dst), "failed",
+                                       reason=f"unexpected error in the worker: {describe_error(exc)}")
+                    finish(r)
+            if not broken:
+                continue
+            suspects.extend(inflight.values())
+            _stop_pool(pool)
+            if not suspects:  # the pool died with nothing in flight (while starting)
+                empty_breaks += 1
+                if empty_breaks > 3:
+                    while pending:
+                        job = pending.popleft()
+                        finish(FileResult(str(job.src), str(job.dst), "failed",
+                                          reason="the worker processes keep dying on start; try --workers 1"))
+                    return
+            for job in suspects:  # alone, so that only the file that kills its worker fails
+                solo = _new_pool(1, options)
+                try:
+                    r = solo.submit(fn, job, options).result()
+                except BrokenProcessPool:
+                    r = _crashed(job)
+                finally:
+                    _stop_pool(solo)
+                finish(r)
+            pool = _new_pool(n, options)
+    except KeyboardInterrupt:
+        try:  # files in flight get a moment to finish (and be recorded); then the workers are killed
+            done, _ = wait(inflight, timeout=STOP_GRACE_S)
+            for fut in done:
+                try:
+                    finish(fut.result())
+                except Exception:  # noqa: BLE001 - a file that did not finish is simply left
+                    pass
+        finally:
+            _stop_pool(pool)
+        raise
+    else:
+        pool.shutdown(wait=True)
+        _LIVE_POOLS.discard(pool)

@@ -25,10 +25,10 @@ from typer.core import TyperGroup
 
 from . import __version__
 from . import io as pio
-from .batch import Options, default_workers, discover, run_batch, warm_jit
-from .metadata import MetadataSettings
+from .batch import BatchLocked, Options, default_workers, discover, run_batch, warm_jit
+from .metadata import OPT_OUT_VALUES, MetadataSettings
 from .pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH, METHODS, Settings
-from .userdirs import KEY_ENV, resolve_key
+from .userdirs import KEY_ENV, KeyProblem, resolve_key
 from .visible import POSITIONS
 
 # Fixed choices, shown in --help and checked by the parser (values from the modules that define them).
@@ -134,8 +134,12 @@ def run(
                                     "weakest effect).", rich_help_panel='Strength and key'),
     out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
                                        help="Write outputs here, keeping relative paths and names.", rich_help_panel='Output'),
-    key: Optional[str] = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
-                                      help="Your secret key (default: one generated and kept in your config folder).", rich_help_panel='Strength and key'),
+    key: Optional[str] = typer.Option(None, "--key",
+                                      help="Your secret key (visible to other users in ps: prefer --key-file or "
+                                           f"{KEY_ENV}; default: {KEY_ENV}, else the key kept in your config folder).",
+                                      rich_help_panel='Strength and key'),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", dir_okay=False,
+                                            help="Read your secret key from this file.", rich_help_panel='Strength and key'),
     mask: Optional[Path] = typer.Option(None, "--mask", exists=True,
                                         help="Greyscale mask (white = full strength, black = none), "
                                              "or a folder of masks matched by relative path.", rich_help_panel='Strength and key'),
@@ -145,7 +149,9 @@ def run(
                                      help="JPEG quality (4:4:4 chroma), also used for lossy WebP.", rich_help_panel='Output'),
     max_pixels: int = typer.Option(pio.DEFAULT_MAX_PIXELS, "--max-pixels", min=1,
                                    help="Refuse images with more pixels than this.", rich_help_panel='Running'),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs even when they are up to date.", rich_help_panel='Output'),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Redo outputs even when they are up to date, and replace files at output "
+                                        "paths that protect cannot prove it wrote (never folders).", rich_help_panel='Output'),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be done.", rich_help_panel='Output'),
     json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
                                              help="Write per-file results (status, sizes, PSNR, time) here ('-': to "
@@ -162,6 +168,13 @@ def run(
     author: Optional[str] = typer.Option(None, "--author", help="Creator name for XMP dc:creator and EXIF Artist.", rich_help_panel='Marks and metadata'),
     copyright_: Optional[str] = typer.Option(None, "--copyright",
                                              help="Copyright notice for XMP dc:rights and EXIF Copyright.", rich_help_panel='Marks and metadata'),
+    opt_out: str = typer.Option("aiml", "--opt-out",
+                                help="aiml = prohibit all AI/ML training (IPTC DMI-PROHIBITED-AIMLTRAINING); "
+                                     "genai = prohibit generative AI training only (DMI-PROHIBITED-GENAIMLTRAINING).",
+                                rich_help_panel='Marks and metadata'),
+    strip_location: bool = typer.Option(False, "--strip-location",
+                                        help="Remove the location (EXIF GPS, XMP exif:GPS*) from outputs.",
+                                        rich_help_panel='Marks and metadata'),
     visible_text: Optional[str] = typer.Option(None, "--visible", help="Draw this text as a visible signature.", rich_help_panel='Visible signature'),
     visible_image: Optional[Path] = typer.Option(None, "--visible-image", exists=True, dir_okay=False,
                                                  help="Draw this logo (its transparency is used) instead.", rich_help_panel='Visible signature'),
@@ -182,11 +195,19 @@ def run(
     method, visible_position = Method(method).value, Position(visible_position).value
     out_format = pio.normalise_format(Format(fmt).value) if fmt else None
     _check_out_is_not_an_input(paths, out)
+    if opt_out not in OPT_OUT_VALUES:
+        raise typer.BadParameter(f"choose one of {', '.join(OPT_OUT_VALUES)}", param_hint="--opt-out")
+    if json_path is not None and str(json_path) != "-":
+        _check_writable(json_path, "--json")
     payload = _payload(mark, mark_hex)
     visible_mark = _visible(visible_text, visible_image, visible_position, visible_opacity, visible_scale)
-    resolved = resolve_key(key) if scheduler is None else _cluster_key(key)
+    if scheduler is None:
+        resolved = _key(key, key_file)
+    else:
+        resolved = _cluster_key(key if key_file is None else _key(key, key_file).key)
     if resolved.created is not None and not quiet:
-        _err(f"protect: created your secret key at {resolved.created} (keep it private; back it up)")
+        _err(f"protect: created your secret key at {resolved.created} (keep it private; back it up with "
+             "protect key export)")
     options = Options(
         settings=Settings(strength=strength, key=resolved.key, method=method),
         format=out_format,
@@ -194,7 +215,8 @@ def run(
         max_pixels=max_pixels,
         verify=verify,
         mark=payload,
-        metadata=MetadataSettings(opt_out=not no_metadata, author=author or None, copyright=copyright_ or None),
+        metadata=MetadataSettings(opt_out=not no_metadata, author=author or None, copyright=copyright_ or None,
+                                  opt_out_kind=opt_out, strip_location=strip_location),
         visible=visible_mark,
         c2pa=_c2pa_credentials(c2pa),
         c2pa_alg=c2pa_alg.lower(),
@@ -238,15 +260,57 @@ def run(
                 bar.close()
                 _err(f"error: {exc}")
                 raise typer.Exit(2) from None
+    except BatchLocked as exc:
+        bar.close()
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
     finally:
         bar.close()
+    code = report.exit_code
+    if report.interrupted:  # stopping: more Ctrl-C only cut the last lines short
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if json_path is not None:
-        _write_json(json_path, report.to_json())
+        try:
+            _write_json(json_path, report.to_json())
+        except OSError as exc:
+            _err(f"error: cannot write --json {json_path}: {exc.strerror or exc}")
+            code = code or 1
+    if report.interrupted:
+        _err(f"protect: {report.stopped_line()}")
+        raise typer.Exit(code)
     if not quiet:
         if not jobs:
             _err("protect: no images found")
         _err(f"protect: {report.summary()}")
-    raise typer.Exit(report.exit_code)
+    raise typer.Exit(code)
+
+
+def _key(option: Optional[str], key_file: Optional[Path], *, create: bool = True):
+    """The artist key, or a clean error (exit 2); warns when it came on the command line."""
+    if option is not None:
+        _err(f"warning: --key is visible to every user of this computer (ps); use --key-file or {KEY_ENV}")
+        if key_file is not None:
+            raise typer.BadParameter("give --key or --key-file, not both", param_hint="--key")
+    try:
+        return resolve_key(option, create=create, key_path=key_file)
+    except KeyProblem as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _check_writable(path: Path, hint: str) -> None:
+    """Refuse an output file that cannot be written, before any work is done."""
+    import os
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder", param_hint=hint)
+    if not parent.is_dir():
+        raise typer.BadParameter(f"the folder {parent} does not exist", param_hint=hint)
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise typer.BadParameter(f"{path} cannot be written (permission denied)", param_hint=hint)
 
 
 def _cluster_key(option: Optional[str]):
@@ -351,8 +415,10 @@ def _payload(mark: Optional[str], mark_hex: Optional[str]) -> Optional[bytes]:
 @app.command("detect")
 def detect(
     files: list[Path] = typer.Argument(..., exists=True, help="Images (or folders of images) to check."),
-    key: Optional[str] = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
-                                      help="The key the mark was made with (default: your key file)."),
+    key: Optional[str] = typer.Option(None, "--key",
+                                      help=f"The key the mark was made with (default: {KEY_ENV}, else your key file)."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", dir_okay=False,
+                                            help="Read the key from this file."),
     json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
                                              help="Write the results here ('-': to standard output)."),
     require: bool = typer.Option(False, "--require", help="Exit 1 when a file carries no readable mark (for scripts)."),
@@ -365,7 +431,7 @@ def detect(
     from .batch import _walk_images, describe_error
     from .watermark import detect_mark, describe_detection
 
-    resolved = resolve_key(key, create=False)
+    resolved = _key(key, key_file, create=False)
     if resolved is None:
         _err("error: no key given and no key file exists; pass --key")
         raise typer.Exit(2)
@@ -575,6 +641,102 @@ def declutter(
 
         _err(f"error: {source}: {describe_error(exc) if not isinstance(exc, ValueError) else exc}")
         raise typer.Exit(1) from None
+
+
+key_app = typer.Typer(help="Your secret key: where it is, show it, back it up, move it to another computer.",
+                      no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+
+@key_app.command("path")
+def key_path_cmd() -> None:
+    """Print where your key file is (or would be created)."""
+    from .userdirs import key_file as _key_file
+
+    typer.echo(str(_key_file()))
+
+
+@key_app.command("show")
+def key_show() -> None:
+    """Print your key (keep it private: whoever has it can detect and remake your marks)."""
+    r = _key(None, None, create=False)
+    if r is None:
+        _err("error: you have no key yet (protect makes one on first use, or protect key import FILE)")
+        raise typer.Exit(1)
+    typer.echo(r.key)
+
+
+@key_app.command("export")
+def key_export(dest: Path = typer.Argument(..., help="File to write your key to (it must not exist), or - for stdout.")) -> None:
+    """Back your key up to a file (0600) you keep somewhere safe; detect needs the same key."""
+    from .userdirs import write_key_file
+
+    r = _key(None, None, create=False)
+    if r is None:
+        _err("error: you have no key yet (protect makes one on first use)")
+        raise typer.Exit(1)
+    if str(dest) == "-":
+        typer.echo(r.key)
+        return
+    try:
+        write_key_file(dest, r.key)
+    except FileExistsError:
+        _err(f"error: {dest} exists; choose a new file name")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        _err(f"error: cannot write {dest}: {exc.strerror or exc}")
+        raise typer.Exit(1) from None
+    _err(f"protect: your key was written to {dest} (0600); keep it private")
+
+
+@key_app.command("import")
+def key_import(
+    source: Path = typer.Argument(..., help="A file holding the key (as written by protect key export), or - for stdin."),
+    force: bool = typer.Option(False, "--force", help="Replace a different key you already have "
+                                                      "(the old one is kept as key.old-TIMESTAMP)."),
+) -> None:
+    """Make a backed-up key your key on this computer."""
+    import time
+
+    from .userdirs import key_file as _key_file
+    from .userdirs import read_key_file, validate_key, write_key_file
+
+    try:
+        new = validate_key(sys.stdin.read(), "stdin") if str(source) == "-" else read_key_file(source)
+    except FileNotFoundError:
+        _err(f"error: {source} does not exist")
+        raise typer.Exit(1) from None
+    except KeyProblem as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
+    path = _key_file()
+    try:
+        old = read_key_file(path)
+    except FileNotFoundError:
+        old = None
+    except KeyProblem:
+        old = ""
+    if old == new:
+        _err(f"protect: {path} already holds this key")
+        return
+    if old is not None and not force:
+        _err(f"error: {path} already holds a different key; pass --force to replace it "
+             "(the old one is kept beside it)")
+        raise typer.Exit(1)
+    try:
+        if old is not None:
+            stamp = time.strftime('%Y%m%d-%H%M%S')
+            backup = path.with_name(f"key.old-{stamp}")
+            n = 1
+            while backup.exists():
+                n += 1
+                backup = path.with_name(f"key.old-{stamp}-{n}")
+            write_key_file(backup, old) if old else path.rename(backup)
+        write_key_file(path, new, replace=old is not None)
+    except OSError as exc:
+        _err(f"error: cannot write {path}: {exc.strerror or exc}")
+        raise typer.Exit(1) from None
+    _err(f"protect: key imported to {path}" + (f" (the old key is in {backup})" if old is not None else ""))
 
 
 def main() -> None:

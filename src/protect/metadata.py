@@ -25,10 +25,18 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-__all__ = ["MetadataSettings", "optout_xmp", "authorship_exif", "data_mining_value", "PLUS_NS", "DMI_PROHIBITED_AIML"]
+from .io import exif_tobytes
+
+__all__ = ["MetadataSettings", "optout_xmp", "authorship_exif", "data_mining_value", "strip_location_exif",
+           "strip_location_xmp", "PLUS_NS", "DMI_PROHIBITED_AIML", "DMI_PROHIBITED_GENAI", "OPT_OUT_VALUES"]
 
 PLUS_NS = "http://ns.useplus.org/ldf/xmp/1.0/"
 DMI_PROHIBITED_AIML = "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-AIMLTRAINING"
+DMI_PROHIBITED_GENAI = "http://ns.useplus.org/ldf/vocab/DMI-PROHIBITED-GENAIMLTRAINING"
+#: ``--opt-out`` choices: the PLUS Data Mining term each one writes.
+OPT_OUT_VALUES = {"aiml": DMI_PROHIBITED_AIML, "genai": DMI_PROHIBITED_GENAI}
+EXIF_GPS_IFD = 0x8825
+EXIF_NS = "http://ns.adobe.com/exif/1.0/"
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DC = "http://purl.org/dc/elements/1.1/"
 XMP_RIGHTS = "http://ns.adobe.com/xap/1.0/rights/"
@@ -36,21 +44,34 @@ X = "adobe:ns:meta/"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 EXIF_ARTIST, EXIF_COPYRIGHT = 0x013B, 0x8298
 
-for _prefix, _uri in (("rdf", RDF), ("dc", DC), ("plus", PLUS_NS), ("xmpRights", XMP_RIGHTS), ("x", X)):
+for _prefix, _uri in (("rdf", RDF), ("dc", DC), ("plus", PLUS_NS), ("xmpRights", XMP_RIGHTS), ("x", X),
+                     ("exif", EXIF_NS)):
     ET.register_namespace(_prefix, _uri)
 
 
 @dataclass(frozen=True)
 class MetadataSettings:
-    """What to write: the opt-out (on by default), author and copyright."""
+    """What to write: the opt-out (on by default; ``opt_out_kind`` "aiml" prohibits all
+    AI/ML training, "genai" generative AI training only), author and copyright; and
+    whether to remove the location (GPS) from EXIF and XMP."""
 
     opt_out: bool = True
     author: str | None = None
     copyright: str | None = None
+    opt_out_kind: str = "aiml"
+    strip_location: bool = False
+
+    def __post_init__(self) -> None:
+        if self.opt_out_kind not in OPT_OUT_VALUES:
+            raise ValueError(f"unknown opt-out {self.opt_out_kind!r}; choose from {', '.join(OPT_OUT_VALUES)}")
 
     @property
     def active(self) -> bool:
         return self.opt_out or bool(self.author) or bool(self.copyright)
+
+    def extra_id(self) -> list:
+        """The settings added after the first release, for the batch fingerprint."""
+        return [self.opt_out_kind, self.strip_location]
 
 
 def _q(ns: str, name: str) -> str:
@@ -71,7 +92,7 @@ def _ours(settings: MetadataSettings) -> set[str]:
 def _description(settings: MetadataSettings) -> ET.Element:
     desc = ET.Element(_q(RDF, "Description"), {_q(RDF, "about"): ""})
     if settings.opt_out:
-        ET.SubElement(desc, _q(PLUS_NS, "DataMining")).text = DMI_PROHIBITED_AIML
+        ET.SubElement(desc, _q(PLUS_NS, "DataMining")).text = OPT_OUT_VALUES[settings.opt_out_kind]
     if settings.author:
         seq = ET.SubElement(ET.SubElement(desc, _q(DC, "creator")), _q(RDF, "Seq"))
         ET.SubElement(seq, _q(RDF, "li")).text = settings.author
@@ -152,11 +173,58 @@ def authorship_exif(existing: bytes | None, settings: MetadataSettings) -> bytes
     """``existing`` EXIF with Artist/Copyright set from ``settings`` (None when nothing to write)."""
     if not settings.author and not settings.copyright:
         return existing
+    exif = _load_exif(existing)
+    # EXIF text is "ASCII" by the letter of the standard; UTF-8 is what readers
+    # (exiftool, Windows, Lightroom) accept, and Pillow would write "?" for each non-ASCII letter
+    if settings.author:
+        exif[EXIF_ARTIST] = settings.author.encode("utf-8")
+    if settings.copyright:
+        exif[EXIF_COPYRIGHT] = settings.copyright.encode("utf-8")
+    return exif_tobytes(exif)
+
+
+def _load_exif(existing: bytes | None) -> Image.Exif:
     exif = Image.Exif()
     if existing:
         exif.load(existing if existing.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + existing)
-    if settings.author:
-        exif[EXIF_ARTIST] = settings.author
-    if settings.copyright:
-        exif[EXIF_COPYRIGHT] = settings.copyright
-    return exif.tobytes()
+    return exif
+
+
+def strip_location_exif(existing: bytes | None) -> tuple[bytes | None, bool]:
+    """``existing`` EXIF without its GPS block; (bytes, whether there was one)."""
+    if not existing:
+        return existing, False
+    exif = _load_exif(existing)
+    if EXIF_GPS_IFD not in exif:
+        return existing, False
+    del exif[EXIF_GPS_IFD]
+    return (exif_tobytes(exif) if len(exif) else None), True
+
+
+def strip_location_xmp(existing: bytes | None) -> tuple[bytes | None, bool]:
+    """``existing`` XMP without its ``exif:GPS*`` properties (elements and attributes)."""
+    if not existing or b"GPS" not in existing:
+        return existing, False
+    text = existing.decode("utf-8", "replace")
+    start, end = text.find("<x:xmpmeta"), text.find("</x:xmpmeta>")
+    if start < 0 or end < 0:
+        return existing, False
+    try:
+        root = ET.fromstring(text[start:end + len("</x:xmpmeta>")])
+    except ET.ParseError:
+        return existing, False
+    found = False
+    for desc in root.iter(_q(RDF, "Description")):
+        for child in list(desc):
+            if child.tag.startswith("{" + EXIF_NS + "}GPS"):
+                desc.remove(child)
+                found = True
+        for attr in list(desc.attrib):
+            if attr.startswith("{" + EXIF_NS + "}GPS"):
+                del desc.attrib[attr]
+                found = True
+    if not found:
+        return existing, False
+    body = ET.tostring(root, encoding="unicode")
+    return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body
+            + '\n<?xpacket end="w"?>').encode("utf-8"), True

@@ -8,8 +8,11 @@ authority is contacted).  The manifest holds:
 
 * ``c2pa.actions.v2``: ``c2pa.created`` with the IPTC digital source type
   ``digitalCreation`` (made by a person with software);
-* ``c2pa.training-mining``: ``c2pa.ai_training``, ``c2pa.ai_generative_training``,
-  ``c2pa.ai_inference`` and ``c2pa.data_mining`` all ``notAllowed``.
+* ``cawg.training-mining`` (the CAWG Training and Data Mining assertion,
+  which replaced C2PA 1.x's ``c2pa.training-mining`` in C2PA 2.x):
+  ``cawg.ai_training``, ``cawg.ai_generative_training``, ``cawg.ai_inference``
+  and ``cawg.data_mining`` all ``notAllowed``; with ``--opt-out genai`` only
+  ``cawg.ai_generative_training`` is ``notAllowed`` (the others are not stated).
 
 A certificate that is not on a C2PA trust list still gives a valid manifest;
 readers report the signer as untrusted.  The manifest carries the
@@ -38,13 +41,18 @@ class ProvenanceUnavailable(ProvenanceError):
     """c2pa-python is not installed, or the format cannot carry a manifest."""
 
 
-def training_mining_assertion() -> dict:
-    entries = ("c2pa.ai_training", "c2pa.ai_generative_training", "c2pa.ai_inference", "c2pa.data_mining")
-    return {"label": "c2pa.training-mining", "data": {"entries": {e: dict(_NOT_ALLOWED) for e in entries}}}
+TRAINING_MINING_LABEL = "cawg.training-mining"
+TRAINING_MINING_ENTRIES = ("cawg.ai_training", "cawg.ai_generative_training", "cawg.ai_inference",
+                           "cawg.data_mining")
+
+
+def training_mining_assertion(*, genai_only: bool = False) -> dict:
+    entries = ("cawg.ai_generative_training",) if genai_only else TRAINING_MINING_ENTRIES
+    return {"label": TRAINING_MINING_LABEL, "data": {"entries": {e: dict(_NOT_ALLOWED) for e in entries}}}
 
 
 def sign_c2pa(data: bytes, fmt: str, *, cert_chain: bytes, private_key: bytes, title: str,
-              algorithm: str = "es256") -> bytes:
+              algorithm: str = "es256", genai_only: bool = False) -> bytes:
     """``data`` (an encoded image of format ``fmt``) with a signed C2PA manifest embedded."""
     try:
         import c2pa
@@ -62,7 +70,7 @@ def sign_c2pa(data: bytes, fmt: str, *, cert_chain: bytes, private_key: bytes, t
                 "action": "c2pa.created",
                 "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCreation",
             }]}},
-            training_mining_assertion(),
+            training_mining_assertion(genai_only=genai_only),
         ],
     }
     alg = getattr(c2pa.C2paSigningAlg, algorithm.upper())
