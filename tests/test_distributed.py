@@ -32,7 +32,7 @@ KEY = "cluster-test-key"
 def outputs(root: Path) -> dict[str, bytes]:
     """Every visible file under ``root`` (protect's state and temp files are hidden)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith(".")}
+            if p.is_file() and not any(x.startswith(".") for x in p.relative_to(root).parts)}
 
 
 def art(tmp_path: Path, copies: int = 1) -> Path:
@@ -95,7 +95,7 @@ def test_cluster_outputs_identical_to_local_and_rerun_skips(client, tmp_path, mo
         assert r.dst == str(tmp_path / "cluster" / Path(r.src).relative_to(src))
         assert (r.status, r.psnr, r.out_bytes, r.width) == (by_src[r.src].status, by_src[r.src].psnr,
                                                            by_src[r.src].out_bytes, by_src[r.src].width)
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cluster").rglob("*")}
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cluster").rglob("*") if p.name != "lock"}
     again = protect_many([src], out=tmp_path / "cluster", settings=Settings(key=KEY), client=client)
     assert (again.skipped, again.protected, again.exit_code) == (8, 0, 0)
     # the record is beside the outputs: a client with another cache folder skips too, and changed settings redo
