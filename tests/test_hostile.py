@@ -146,6 +146,9 @@ def test_apng_multipage_tiff_and_16bit_tiff_are_kept(tmp_path):
     assert g.bit_depth == 16 and np.abs(g.frames[0].pixels[..., 0].astype(int) - g16).max() > 0
     c = pio.read_image(tmp_path / "c_protected.tif")
     assert c.bit_depth == 16 and c.frames[0].pixels.shape == (30, 40, 3)
+    assert b"DMI-PROHIBITED-AIMLTRAINING" in c.xmp  # the opt-out survives in 16-bit colour TIFF too
+    back = cv2.imread(str(tmp_path / "c_protected.tif"), cv2.IMREAD_UNCHANGED)  # libtiff reads it
+    assert back.dtype == np.uint16 and np.array_equal(back[..., ::-1], c.frames[0].pixels)
 
 
 def test_losses_are_said_on_the_line_and_in_json(tmp_path):

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import textured
 from PIL import Image
 
@@ -23,6 +24,20 @@ def _start(args, tmp_path):
            "PROTECT_KEY": "interrupt-test-key"}
     return subprocess.Popen([sys.executable, "-m", "protect", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+
+@pytest.fixture
+def started():
+    """Processes started by a test; their whole groups are killed afterwards, even when it fails."""
+    procs = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
 
 
 def _art(folder: Path, n: int) -> Path:
@@ -44,10 +59,11 @@ def _wait_for_outputs(folder: Path, n: int, proc, limit: float = 240.0) -> None:
         time.sleep(0.05)
 
 
-def test_real_sigint_to_a_two_worker_run_stops_fast_and_resumes(tmp_path):
+def test_real_sigint_to_a_two_worker_run_stops_fast_and_resumes(tmp_path, started):
     src = _art(tmp_path / "art", 40)
     out = tmp_path / "art_protected"
     proc = _start([src, "--workers", "2"], tmp_path)
+    started.append(proc)
     _wait_for_outputs(out, 2, proc)
     t0 = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends: the whole process group
@@ -67,31 +83,35 @@ def test_real_sigint_to_a_two_worker_run_stops_fast_and_resumes(tmp_path):
     assert len(_outputs(out)) == done
     # the same command resumes: what was done is skipped
     proc = _start([src, "--workers", "2"], tmp_path)
+    started.append(proc)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert f"{40 - done} protected, {done} up to date, 0 failed" in err
 
 
-def test_a_second_sigint_never_hangs(tmp_path):
+def test_a_second_sigint_never_hangs(tmp_path, started):
     src = _art(tmp_path / "art", 30)
     proc = _start([src, "--workers", "2"], tmp_path)
+    started.append(proc)
     _wait_for_outputs(tmp_path / "art_protected", 1, proc)
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=30)  # stdout and stderr close only when no worker is left either
     assert proc.returncode == 130
 
 
-def test_a_second_run_on_the_same_output_folder_is_refused(tmp_path):
+def test_a_second_run_on_the_same_output_folder_is_refused(tmp_path, started):
     src = _art(tmp_path / "art", 2)
     out = tmp_path / "art_protected"
     with batch.OutputLocks([out]):  # another run holds the folder
         proc = _start([src, "--workers", "1"], tmp_path)
+        started.append(proc)
         _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert "another protect run" in line and f"(pid {os.getpid()})" in line and str(out) in line
     assert not _outputs(out)
     proc = _start([src, "--workers", "1"], tmp_path)  # lock released: it runs
+    started.append(proc)
     assert proc.communicate(timeout=300) and proc.returncode == 0

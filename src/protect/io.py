@@ -2,9 +2,10 @@
 
 What is kept from input to output:
 
-* pixels at their bit depth: 8-bit stays 8-bit; 16-bit PNG stays 16-bit
-  (decoded and encoded with OpenCV, because Pillow silently drops 16-bit
-  RGB to 8 bits; the metadata chunks are then written by this module);
+* pixels at their bit depth: 8-bit stays 8-bit; 16-bit PNG and TIFF stay
+  16-bit (decoded with OpenCV, because Pillow silently drops 16-bit RGB to 8
+  bits; 16-bit PNG is encoded with OpenCV and its metadata chunks are then
+  written by this module, a 16-bit colour TIFF is written by this module);
 * greyscale stays greyscale; palette and bilevel images become RGB(A)/L,
   since a palette cannot carry the perturbation;
 * alpha, byte for byte;
@@ -736,7 +737,7 @@ def _encode(img: ImageFile, fmt: str, jpeg_quality: int, notes: list[str]) -> by
     if fmt == "TIFF" and img.bit_depth == 16 and not img.animated:
         fr = img.frames[0]
         if fr.pixels.shape[2] != 1 or fr.alpha is not None:
-            return _encode_tiff16_cv(img, notes)
+            return _encode_tiff16(img, notes)
     keep_alpha = fmt in _ALPHA_FORMATS
     if fmt == "TIFF" and img.bit_depth == 16 and not img.animated:
         frames = [Image.fromarray(np.ascontiguousarray(img.frames[0].pixels[..., 0]))]  # mode I;16
@@ -800,22 +801,94 @@ def _encode(img: ImageFile, fmt: str, jpeg_quality: int, notes: list[str]) -> by
     return data
 
 
-def _encode_tiff16_cv(img: ImageFile, notes: list[str]) -> bytes:
-    """A 16-bit colour (or grey + alpha) TIFF, through OpenCV (Pillow cannot write one)."""
+#: EXIF text tags of the first directory that a 16-bit colour TIFF keeps (the EXIF sub-IFD is not written).
+_TIFF16_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)
+
+
+def _encode_tiff16(img: ImageFile, notes: list[str]) -> bytes:
+    """A 16-bit colour (or grey + alpha, written as RGBA) TIFF: Deflate with the horizontal
+    predictor, little-endian, one frame, with the ICC profile, XMP, DPI and the EXIF text tags
+    (Artist, Copyright, ImageDescription...).  Written here because Pillow cannot write 16-bit
+    colour and OpenCV writes no metadata."""
     fr = img.frames[0]
     a = fr.pixels
     if a.shape[2] == 1:
         a = np.repeat(a, 3, axis=2)
-    a = a[..., ::-1]
     if fr.alpha is not None:
         a = np.dstack([a, fr.alpha])
-    ok, buf = cv2.imencode(".tiff", np.ascontiguousarray(a), [cv2.IMWRITE_TIFF_COMPRESSION, 5])
-    if not ok:  # pragma: no cover
-        raise InputError("16-bit TIFF encoder failed")
-    lost = [name for name, v in (("ICC profile", img.icc_profile), ("EXIF", img.exif), ("XMP", img.xmp)) if v]
-    if lost:
-        notes.append(f"its {', '.join(lost)} could not be kept in a 16-bit colour TIFF (use --format png to keep them)")
-    return buf.tobytes()
+    a = np.ascontiguousarray(a, dtype="<u2")
+    h, w, c = a.shape
+    diff = a.copy()
+    diff[:, 1:] = a[:, 1:] - a[:, :-1]  # predictor 2, modulo 2**16
+    rows = max(1, (1 << 16) // (w * c * 2))
+    strips = [zlib.compress(diff[y:y + rows].tobytes(), 6) for y in range(0, h, rows)]
+    entries: list[tuple[int, int, int, bytes]] = []  # tag, type, count, packed value
+
+    def add(tag: int, typ: int, values, fmt: str = "") -> None:
+        if typ in (1, 2, 7):
+            raw = bytes(values)
+            entries.append((tag, typ, len(raw), raw))
+        else:
+            raw = struct.pack("<" + fmt * len(values), *values)
+            entries.append((tag, typ, len(values) // (2 if typ == 5 else 1), raw))
+
+    add(256, 4, [w], "I")
+    add(257, 4, [h], "I")
+    add(258, 3, [16] * c, "H")
+    add(259, 3, [8], "H")  # Adobe Deflate
+    add(262, 3, [2], "H")  # RGB
+    add(273, 4, [0] * len(strips), "I")  # offsets, filled in below
+    add(277, 3, [c], "H")
+    add(278, 4, [rows], "I")
+    add(279, 4, [len(x) for x in strips], "I")
+    if img.dpi:
+        for tag, d in ((282, img.dpi[0]), (283, img.dpi[1])):
+            add(tag, 5, [max(1, int(round(d * 1000))), 1000], "I")
+        add(296, 3, [2], "H")
+    add(284, 3, [1], "H")
+    add(317, 3, [2], "H")
+    if c == 4:
+        add(338, 3, [2], "H")  # unassociated alpha
+    add(339, 3, [1] * c, "H")
+    if img.xmp:
+        add(700, 1, img.xmp)
+    if img.icc_profile:
+        add(34675, 7, img.icc_profile)
+    if img.exif:
+        try:
+            ex = Image.Exif()
+            ex.load(img.exif if img.exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + img.exif)
+            for tag in _TIFF16_TEXT_TAGS:
+                v = ex.get(tag)
+                if v:
+                    add(tag, 2, (v.encode("latin-1") if isinstance(v, str) else bytes(v)) + b"\x00")
+            if any(t not in _TIFF16_TEXT_TAGS and t != _ORIENTATION for t in ex) or 0x8769 in ex or 0x8825 in ex:
+                notes.append("a 16-bit colour TIFF keeps only the EXIF text tags (Artist, Copyright, "
+                             "description...); use --format png to keep all of it")
+        except Exception:  # noqa: BLE001
+            notes.append("its EXIF could not be kept in a 16-bit colour TIFF")
+    entries.sort(key=lambda e: e[0])
+    data_start = 8
+    pixel_bytes = b"".join(strips)
+    ifd_at = data_start + len(pixel_bytes)
+    ifd_at += ifd_at % 2
+    extra_at = ifd_at + 2 + 12 * len(entries) + 4
+    offsets, pos = [], data_start
+    for x in strips:
+        offsets.append(pos)
+        pos += len(x)
+    ifd, extra = bytearray(struct.pack("<H", len(entries))), bytearray()
+    for tag, typ, count, raw in entries:
+        if tag == 273:
+            raw = struct.pack("<" + "I" * len(offsets), *offsets)
+        if len(raw) <= 4:
+            ifd += struct.pack("<HHI", tag, typ, count) + raw.ljust(4, b"\x00")
+        else:
+            ifd += struct.pack("<HHII", tag, typ, count, extra_at + len(extra))
+            extra += raw + (b"\x00" if len(raw) % 2 else b"")
+    ifd += struct.pack("<I", 0)
+    head = b"II*\x00" + struct.pack("<I", ifd_at)
+    return head + pixel_bytes + b"\x00" * (ifd_at - data_start - len(pixel_bytes)) + bytes(ifd) + bytes(extra)
 
 
 def _fit_exif(exif: bytes, limit: int, notes: list[str]) -> bytes | None:
