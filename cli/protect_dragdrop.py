@@ -254,7 +254,7 @@ def _run(argv: list[str]) -> int:
     from tqdm import tqdm
 
     from protect import io as pio
-    from protect.batch import Options, default_workers, discover, run_batch, warm_jit
+    from protect.batch import BatchLocked, Options, default_workers, discover, run_batch, warm_jit
     from protect.pipeline import Settings
     from protect.userdirs import resolve_key
 
@@ -308,8 +308,12 @@ def _run(argv: list[str]) -> int:
             if r.status == "failed":
                 failures.append(r)
 
-        report = run_batch(jobs, options, workers=int(settings["workers"]) or default_workers(),
-                           on_result=on_result, progress=bar)
+        try:
+            report = run_batch(jobs, options, workers=int(settings["workers"]) or default_workers(),
+                               on_result=on_result, progress=bar)
+        except BatchLocked as exc:  # another run is writing to the same folder
+            print(f"\n{exc}")
+            return 1
     print()
     print(say("done", protected=report.protected, skipped=report.skipped))
     targets = sorted({str(j.dst.parent) for j in jobs})

@@ -43,7 +43,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "protect"
 
 
-class KeyProblem(Exception):
+class KeyProblem(ValueError):
     """The key cannot be used (the message is one line, for the user)."""
 
 
