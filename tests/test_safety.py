@@ -119,9 +119,10 @@ def test_source_saved_over_during_the_work_is_not_written_nor_recorded(tmp_path,
     src = art(tmp_path / "art", 1)
     real = batch.protect_image
 
-    def artist_saves_meanwhile(*a, **k):
-        Image.fromarray(textured(seed=9)).save(src / "0.png")  # the artist saves a new version
-        return real(*a, **k)
+    def artist_saves_meanwhile(pixels, *a, **k):
+        if pixels.shape[0] > 16:  # not the kernels' warm-up
+            Image.fromarray(textured(seed=9)).save(src / "0.png")  # the artist saves a new version
+        return real(pixels, *a, **k)
 
     monkeypatch.setattr(batch, "protect_image", artist_saves_meanwhile)
     res = run(src, "--key", "k", "--workers", "1")
@@ -180,3 +181,35 @@ def test_255_byte_file_name(tmp_path):
     # a single file gets "_protected" added: too long for the file system, one clear line
     res = run(src / name, "--key", "k", "--workers", "1")
     assert res.exit_code == 1 and "name is too long" in errors(res.output)[0]
+
+
+def test_a_file_written_at_the_output_path_during_the_work_is_not_replaced(tmp_path, monkeypatch):
+    """Between planning and writing something else puts a file there: kept; the same bytes
+    (this job's own output, from a worker killed before it reported) are fine."""
+    src = art(tmp_path / "art", 1)
+    out = tmp_path / "art_protected" / "0.png"
+    real = batch.protect_image
+
+    def someone_writes_meanwhile(pixels, *a, **k):
+        if pixels.shape[0] > 16:  # not the kernels' warm-up
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(b"another program's file")
+        return real(pixels, *a, **k)
+
+    monkeypatch.setattr(batch, "protect_image", someone_writes_meanwhile)
+    res = run(src, "--key", "k", "--workers", "1")
+    assert res.exit_code == 1 and "something else wrote" in res.output
+    assert out.read_bytes() == b"another program's file"
+    monkeypatch.setattr(batch, "protect_image", real)
+    out.unlink()
+    assert run(src, "--key", "k", "--workers", "1", "--out", tmp_path / "ref").exit_code == 0
+    expected = (tmp_path / "ref" / "0.png").read_bytes()
+
+    def own_output_meanwhile(pixels, *a, **k):
+        if pixels.shape[0] > 16:
+            out.write_bytes(expected)
+        return real(pixels, *a, **k)
+
+    monkeypatch.setattr(batch, "protect_image", own_output_meanwhile)
+    res = run(src, "--key", "k", "--workers", "1")
+    assert res.exit_code == 0, res.output

@@ -625,6 +625,14 @@ def _dst_seen(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def _holds(path: Path, digest: str) -> bool:
+    """True when ``path`` is a regular file whose SHA-256 is ``digest``."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode) and sha256_file(path) == digest
+    except OSError:
+        return False
+
+
 def protect_file(job: Job, options: Options) -> FileResult:
     """Protect one file; never raises for a bad input (status "failed" instead).
 
@@ -648,12 +656,14 @@ def protect_file(job: Job, options: Options) -> FileResult:
         if now != img.source:
             raise pio.InputError("the source changed while protect worked on it (saved over?); "
                                  "nothing was written, run again")
-        if _dst_seen(job.dst) != job.seen:
+        digest = hashlib.sha256(data).hexdigest()
+        if _dst_seen(job.dst) != job.seen and not _holds(job.dst, digest):
+            # (the same bytes are this very job's output, written by a worker killed before it
+            # could report: a cluster runs the task again; anything else is not replaced)
             raise pio.InputError(f"something else wrote {job.dst} while protect worked; it was not replaced")
         pio.atomic_write_bytes(job.dst, data)
         st = os.stat(job.dst)
-        res.proof = {"src": [img.source.size, img.source.mtime_ns], "dst": _stamp(st),
-                     "sha256": hashlib.sha256(data).hexdigest()}
+        res.proof = {"src": [img.source.size, img.source.mtime_ns], "dst": _stamp(st), "sha256": digest}
         res.status = "protected"
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
         res.reason = describe_error(exc)
