@@ -746,6 +746,12 @@ def main() -> None:
     except KeyboardInterrupt:  # outputs are written atomically: nothing half-written remains
         sys.stderr.write("\nprotect: interrupted; run the same command again to resume\n")
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # stopped by Ctrl-C, state saved: leave now, without waiting on the
+            sys.stdout.flush()  # killed pool's threads at interpreter exit
+            sys.stderr.flush()
+            os._exit(130)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
