@@ -62,15 +62,18 @@ def measure(path: Path, strengths: list[float], method: str = "adversarial") -> 
 
 
 def summarise(name: str, rows: list[dict], strengths: list[float]) -> list[str]:
-    lines = [f"| {name} | strength | PSNR median (dB) | SSIMULACRA2 median | SSIMULACRA2 p10 | PNG size ratio median |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"| {name} | strength | PSNR median (dB) | SSIMULACRA2 median | SSIMULACRA2 p10 | PNG size ratio median "
+             "| max | PNG sources: median / max |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in strengths:
         r = [x for x in rows if x["strength"] == s]
         p = np.array([min(x["psnr"], 99.0) for x in r])
         q = np.array([x["ssimulacra2"] for x in r])
         g = np.array([x["png_growth"] for x in r])
+        gp = np.array([x["png_growth"] for x in r if x["file"].lower().endswith(".png")] or [np.nan])
         lines.append(f"| {len(r)} images | {s:.1f} | {np.median(p):.1f} | {np.median(q):.1f} | "
-                     f"{np.percentile(q, 10):.1f} | {np.median(g):.2f} |")
+                     f"{np.percentile(q, 10):.1f} | {np.median(g):.2f} | {np.max(g):.2f} | "
+                     f"{np.median(gp):.2f} / {np.max(gp):.2f} |")
     return lines
 
 

@@ -151,20 +151,45 @@ def block_normal(seed: int, by: int, bx: int, k: int) -> float:
     return float(np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2))
 
 
-def generator_features(lum01: np.ndarray, dct: np.ndarray, seed: int, w1t: np.ndarray, b1: np.ndarray):
-    """(ReLU(first layer) per block, block variance) for a 0-1 luma image (edge-padded to 8)."""
-    h, w = lum01.shape
+def generator_features(rgb01: np.ndarray, dct: np.ndarray, seed: int, w1t: np.ndarray, b1: np.ndarray):
+    """(ReLU(first layer) per block, block variance) for a 0-1 (h, w, 1 or 3) image (edge-padded to 8).
+
+    Features: luma DCT (64, index 8 u + v), block means of R - Y and B - Y (0 for grey), key noise."""
+    h, w, c = rgb01.shape
     nby, nbx = -(-h // 8), -(-w // 8)
-    y = np.pad(lum01.astype(np.float64), ((0, nby * 8 - h), (0, nbx * 8 - w)), mode="edge")
+    x = np.pad(rgb01.astype(np.float64), ((0, nby * 8 - h), (0, nbx * 8 - w), (0, 0)), mode="edge")
+    if c == 3:
+        y = x @ np.array([0.299, 0.587, 0.114])
+        chroma = np.stack([x[..., 0] - y, x[..., 2] - y], -1)
+    else:
+        y = x[..., 0]
+        chroma = np.zeros(y.shape + (2,))
     blocks = y.reshape(nby, 8, nbx, 8).transpose(0, 2, 1, 3)
+    cm = chroma.reshape(nby, 8, nbx, 8, 2).mean(axis=(1, 3))
     d = dct.astype(np.float64)
     coef = np.einsum("ui,abij,vj->abuv", d, blocks, d).reshape(nby, nbx, 64)
-    nz = w1t.shape[0] - 64
+    nz = w1t.shape[0] - 66
     z = np.array([[[block_normal(seed, by, bx, k) for k in range(nz)] for bx in range(nbx)] for by in range(nby)])
-    feats = np.concatenate([coef, z.reshape(nby, nbx, nz)], axis=2)
+    feats = np.concatenate([coef, cm, z.reshape(nby, nbx, nz)], axis=2)
     hidden = np.maximum(feats @ w1t.astype(np.float64) + b1, 0.0)
     var = (coef[:, :, 1:] ** 2).sum(axis=2) / 64.0
-    return hidden, var
+    var[blocks.max(axis=(2, 3)) == blocks.min(axis=(2, 3))] = 0.0  # a constant block has none
+    return hidden, var, blocks.mean(axis=(2, 3))
+
+
+def block_sign(seed: int, by: int, bx: int) -> float:
+    kz, kb = 0xA0761D6478BD642F, 0xE7037ED1A0B428DB
+    z = splitmix64(seed ^ ((by * kz) & M64) ^ ((bx * kb) & M64) ^ (0xFF << 56))
+    return 1.0 if z >> 63 == 0 else -1.0
+
+
+def modulate(hidden: np.ndarray, var: np.ndarray, mean: np.ndarray, seed: int, tau2: float, floor: float,
+             flat_gain: float, paper: tuple[float, float]) -> np.ndarray:
+    nby, nbx, _ = hidden.shape
+    sign = np.array([[block_sign(seed, by, bx) for bx in range(nbx)] for by in range(nby)])
+    flat = np.where((mean > paper[0]) & (mean < paper[1]), flat_gain, 0.0)
+    act = np.where(var > 0, floor + (1 - floor) * var / (var + tau2), flat)
+    return hidden * (sign * act)[..., None]
 
 
 def conv3x3_relu(src: np.ndarray, w2t: np.ndarray, b2: np.ndarray) -> np.ndarray:
@@ -178,10 +203,11 @@ def conv3x3_relu(src: np.ndarray, w2t: np.ndarray, b2: np.ndarray) -> np.ndarray
 
 
 def synthesis(hidden: np.ndarray, atoms: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(h, w, 3): every block's atom mix (atoms (c, 768) in (u, v, channel) order) scattered at (8 by - 4, 8 bx - 4)."""
     nby, nbx, _ = hidden.shape
-    big = np.zeros((nby * 8 + 8, nbx * 8 + 8))  # 4 px margin on every side
-    per_block = hidden.astype(np.float64) @ atoms.astype(np.float64)  # (nby, nbx, 256)
+    big = np.zeros((nby * 8 + 8, nbx * 8 + 8, 3))  # 4 px margin on every side
+    per_block = hidden.astype(np.float64) @ atoms.astype(np.float64)  # (nby, nbx, 768)
     for by in range(nby):
         for bx in range(nbx):
-            big[by * 8:by * 8 + 16, bx * 8:bx * 8 + 16] += per_block[by, bx].reshape(16, 16)
+            big[by * 8:by * 8 + 16, bx * 8:bx * 8 + 16] += per_block[by, bx].reshape(16, 16, 3)
     return big[4:4 + h, 4:4 + w]

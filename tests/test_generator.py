@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -32,16 +33,36 @@ def test_block_normal_matches_reference_and_is_standard_normal():
     assert abs(np.mean(np.abs(v) > 1.96) - 0.05) < 0.01  # the tails of a normal, not of a uniform
 
 
-@pytest.mark.parametrize("h,w", [(64, 80), (37, 50), (8, 8), (3, 5)])
-def test_features_match_reference(h, w):
-    lum = np.random.default_rng(h * w).uniform(0, 255, (h, w)).astype(np.float32)
+@pytest.mark.parametrize("h,w,c", [(64, 80, 3), (37, 50, 3), (8, 8, 3), (3, 5, 3), (37, 50, 1)])
+def test_features_match_reference(h, w, c):
+    img = np.random.default_rng(h * w).integers(0, 256, (h, w, c), dtype=np.uint8)
     nby, nbx = -(-h // 8), -(-w // 8)
     hid = np.empty((nby, nbx, NET.hidden), np.float32)
     var = np.empty((nby, nbx), np.float32)
-    genk.generator_features_kernel(lum, np.float32(1 / 255), NET.dct, np.uint64(99), NET.w1t, NET.b1, hid, var)
-    rh, rv = ref.generator_features(lum.astype(np.float64) / 255.0, NET.dct, 99, NET.w1t, NET.b1)
+    mean = np.empty((nby, nbx), np.float32)
+    genk.generator_features_kernel(img, np.float32(1 / 255), NET.dct, np.uint64(99), NET.w1t, NET.b1, hid, var, mean)
+    rh, rv, rm = ref.generator_features(img.astype(np.float64) / 255.0, NET.dct, 99, NET.w1t, NET.b1)
+    np.testing.assert_allclose(mean, rm, atol=1e-5)
     np.testing.assert_allclose(hid, rh, atol=2e-4 * max(1.0, np.abs(rh).max()))
     np.testing.assert_allclose(var, rv, rtol=1e-4, atol=1e-7)
+
+
+def test_modulate_matches_reference_and_signs_are_balanced():
+    rng = np.random.default_rng(13)
+    hid = np.maximum(rng.standard_normal((20, 30, NET.hidden)), 0).astype(np.float32)
+    var = rng.uniform(0, 1e-3, (20, 30)).astype(np.float32)
+    mean = rng.uniform(0, 1, (20, 30)).astype(np.float32)
+    var[0, :3] = 0.0
+    mean[0, :3] = (1.0, 0.5, 0.0)  # flat white paper, a flat fill, flat black ink
+    out = hid.copy()
+    genk.modulate_kernel(out, var, mean, np.uint64(77), np.float32(1e-4), np.float32(0.2), np.float32(0.6),
+                         np.float32(0.04), np.float32(0.96))
+    np.testing.assert_allclose(out, ref.modulate(hid, var, mean, 77, 1e-4, 0.2, 0.6, (0.04, 0.96)),
+                               rtol=1e-5, atol=1e-7)
+    assert not out[0, 0].any() and not out[0, 2].any()  # paper and ink get nothing
+    assert np.allclose(np.abs(out[0, 1]), 0.6 * hid[0, 1])  # a flat fill gets the flat gain
+    signs = np.array([genk.block_sign(np.uint64(5), by, bx) for by in range(60) for bx in range(60)])
+    assert set(np.unique(signs)) == {-1.0, 1.0} and abs(signs.mean()) < 0.05
 
 
 def test_conv3x3_matches_reference():
@@ -57,7 +78,7 @@ def test_synthesis_matches_reference(h, w, row0, rows):
     rng = np.random.default_rng(2)
     nby, nbx = -(-h // 8), -(-w // 8)
     hid = np.maximum(rng.standard_normal((nby, nbx, NET.hidden)), 0).astype(np.float32)
-    out = np.empty((rows, w), np.float32)
+    out = np.empty((rows, w, 3), np.float32)
     genk.synthesis_kernel(hid, NET.atoms, row0, out)
     full = ref.synthesis(hid, NET.atoms, h, w)
     np.testing.assert_allclose(out, full[row0:row0 + rows], atol=1e-4)
@@ -65,9 +86,9 @@ def test_synthesis_matches_reference(h, w, row0, rows):
 
 def test_weighted_energy_kernel():
     rng = np.random.default_rng(3)
-    f = rng.standard_normal((16, 20)).astype(np.float32)
+    f = rng.standard_normal((16, 20, 3)).astype(np.float32)
     wb = rng.uniform(0, 1, (4, 3)).astype(np.float32)
-    expect = np.sum(np.repeat(np.repeat(wb, 8, 0), 8, 1)[8:24, :20] * f.astype(np.float64) ** 2)
+    expect = np.sum(np.repeat(np.repeat(wb, 8, 0), 8, 1)[8:24, :20, None] * f.astype(np.float64) ** 2)
     assert genk.weighted_energy_kernel(f, wb, 8) == pytest.approx(expect, rel=1e-6)
 
 
@@ -108,12 +129,29 @@ def test_key_varies_the_perturbation():
     assert corr < 0.9, corr
 
 
-def test_luminance_only_alpha_and_16bit():
+def test_apply_field_kernel_rgb_and_grey():
+    rng = np.random.default_rng(10)
+    src = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    field = rng.standard_normal((6, 7, 3)).astype(np.float32) * 4
+    gain = rng.uniform(0, 1, (6, 7)).astype(np.float32)
+    gain[0, 0] = 0.0
+    out = np.empty_like(src)
+    genk.apply_field_kernel(src, field, gain, np.float32(1.5), 255, out)
+    expect = np.clip(np.floor(src + np.float32(1.5) * gain[..., None] * field + 0.5), 0, 255)
+    np.testing.assert_array_equal(out, expect)
+    grey = src[:, :, :1].copy()
+    out_g = np.empty_like(grey)
+    genk.apply_field_kernel(grey, field, gain, np.float32(1.5), 255, out_g)
+    lum = field @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(out_g[..., 0], np.clip(np.floor(grey[..., 0] + 1.5 * gain * lum + 0.5), 0, 255), atol=1)
+
+
+def test_colour_field_alpha_and_16bit():
     img = _image(seed=6)
     out, _ = pl.protect_image(img, pl.Settings(0.5, "k"))
     d = out.astype(int) - img
     inside = (img > 8).all(axis=2) & (img < 247).all(axis=2)  # no clipping there
-    assert np.array_equal(d[inside, 0], d[inside, 1]) and np.array_equal(d[inside, 1], d[inside, 2])
+    assert not np.array_equal(d[inside, 0], d[inside, 2])  # a colour field, not a luma one
     alpha = np.zeros(img.shape[:2], np.uint8)
     alpha[:, :40] = 255
     out_a, _ = pl.protect_image(img, pl.Settings(0.5, "k"), alpha=alpha)
@@ -132,17 +170,18 @@ def test_torch_definition_matches_numba():
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "design"))
-    import train_generator as tg
+    import train_colour_generator as tg
 
-    gen = tg.load_exported(pl.GENERATOR_FILE)
-    img = _image(64, 80, seed=7)
+    gen = tg.load_exported(pl.GENERATOR_FILE, runtime=True)
+    img = _image(64, 80, seed=7)  # flat fill, flat dark band and noise: every branch of the activity gain
     seed = np.uint64(4242)
     field = pl.generator_field(img, seed)
     zz = np.array([[[genk.block_normal(seed, by, bx, k) for bx in range(10)] for by in range(8)]
                    for k in range(NET.z_channels)], np.float32)
-    lum = (pl.luma8(img) / 255.0).astype(np.float32)
+    sign = np.array([[genk.block_sign(seed, by, bx) for bx in range(10)] for by in range(8)], np.float32)
+    x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
     with torch.no_grad():
-        t = gen(torch.from_numpy(lum[None, None]), torch.from_numpy(zz[None]))[0, 0].numpy()
+        t = gen(x, torch.from_numpy(zz[None]), torch.from_numpy(sign[None, None]))[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(field, t, atol=1e-5 * max(1.0, float(np.abs(t).max())))
 
 
@@ -157,15 +196,36 @@ def test_region_mask_limits_the_generator():
 
 
 def test_transparent_canvas_does_not_dilute_the_strength():
-    # 16-bit, so rounding is negligible; the opaque part is flat (visibility weight 1), so
-    # the RMS of what was added there must be the amplitude, whatever hides under alpha 0.
+    # 16-bit, so rounding is negligible.  The strength is set on what can be seen: the opaque part
+    # of a sprite gets the same RMS as the same pixels protected as an opaque picture of their
+    # own, whatever hides under alpha 0.
     rng = np.random.default_rng(9)
+    tex = cv2.GaussianBlur(rng.uniform(0, 65535, (96, 48, 3)).astype(np.float32), (0, 0), 1.5)
     img = np.full((96, 96, 3), 30000, np.uint16)
-    img[:, 32:] = rng.integers(0, 65536, (96, 64, 3), dtype=np.uint16)  # busy pixels under alpha 0
+    img[:, :48] = tex.astype(np.uint16)
+    img[:, 48:] = rng.integers(0, 65536, (96, 48, 3), dtype=np.uint16)  # busy pixels under alpha 0
     alpha = np.zeros((96, 96), np.uint16)
-    alpha[:, :32] = 65535
+    alpha[:, :48] = 65535
     settings = pl.Settings(1.0, "k")
     out, _ = pl.protect_image(img, settings, alpha=alpha)
-    d = (out[8:-8, :24].astype(float) - img[8:-8, :24]) / 257.0  # away from the edges of the opaque part
-    assert np.sqrt(np.mean(d**2)) == pytest.approx(settings.amplitude, rel=0.15)
-    np.testing.assert_array_equal(out[:, 32:], img[:, 32:])
+    np.testing.assert_array_equal(out[:, 48:], img[:, 48:])
+    alone = np.ascontiguousarray(img[:, :48])
+    out_alone, _ = pl.protect_image(alone, settings)
+    rms = lambda o, x: np.sqrt(np.mean(((o[8:-8, 8:40].astype(float) - x[8:-8, 8:40]) / 257.0) ** 2))  # noqa: E731
+    assert rms(out, img) == pytest.approx(rms(out_alone, alone), rel=0.2)
+    assert rms(out, img) > 0.3 * settings.amplitude
+
+
+def test_white_paper_and_black_ink_are_left_untouched():
+    # The activity gain is 0 on a flat block of paper or ink luma, and an atom reaches 4 px past
+    # its block: far from the drawing, white paper stays exactly as it was.
+    rng = np.random.default_rng(14)
+    for fill in (255, 0):
+        img = np.full((128, 128, 3), fill, np.uint8)
+        img[48:80, 48:80] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        out, _ = pl.protect_image(img, pl.Settings(1.0, "k"))
+        changed = np.any(out != img, axis=2)
+        assert changed[48:80, 48:80].mean() > 0.5
+        far = np.ones((128, 128), bool)
+        far[32:96, 32:96] = False
+        assert not changed[far].any()

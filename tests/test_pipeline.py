@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import textured
 
 from protect import Settings, protect_image
+from protect import pipeline as pl
 from protect.metrics import psnr
 
 
@@ -124,3 +127,37 @@ def test_validation(kwargs, exc):
 def test_settings_reject_bad_strength(s):
     with pytest.raises(ValueError):
         Settings(s, "k")
+
+
+def test_count_colours_kernel_matches_numpy_and_stops_early():
+    from protect.kernels import stats
+
+    rng = np.random.default_rng(11)
+    pal = rng.integers(0, 256, (9, 3), dtype=np.uint8)
+    img = pal[rng.integers(0, 9, (40, 50))]
+    none = np.ones((1, 1), np.uint8)
+    assert stats.count_colours_kernel(img, none, 64) == len(np.unique(img.reshape(-1, 3), axis=0))
+    alpha = np.full((40, 50), 255, np.uint8)
+    alpha[img[..., 0] == pal[0, 0]] = 0  # colours seen only under alpha 0 do not count
+    expect = len(np.unique(img[alpha > 0].reshape(-1, 3), axis=0))
+    assert stats.count_colours_kernel(img, alpha, 64) == expect
+    busy = rng.integers(0, 65536, (30, 30, 3), dtype=np.uint16)
+    assert stats.count_colours_kernel(busy, none, 64) == 65  # stops at limit + 1
+
+
+def test_palette_images_are_left_unchanged_with_a_note():
+    from protect import io as pio
+
+    img = pio.read_image(Path(__file__).resolve().parents[1] / "samples" / "pixel_palette.png")
+    px = img.frames[0].pixels
+    out, rep = pl.protect_image(px, pl.Settings(0.4, "k"))
+    np.testing.assert_array_equal(out, px)
+    assert rep.note and "colours" in rep.note
+    # one more colour than the limit, and it is protected as usual
+    rng = np.random.default_rng(12)
+    many = rng.integers(0, 256, (pl.PALETTE_MAX_COLOURS + 1, 3), dtype=np.uint8)
+    assert len(np.unique(many, axis=0)) == pl.PALETTE_MAX_COLOURS + 1
+    cells = np.arange(16 * 16).reshape(16, 16) % len(many)  # every colour, in 3 px cells
+    tiles = np.ascontiguousarray(np.repeat(np.repeat(many[cells], 3, 0), 3, 1))
+    out2, rep2 = pl.protect_image(tiles, pl.Settings(0.4, "k"))
+    assert rep2.note is None and not np.array_equal(out2, tiles)

@@ -687,6 +687,8 @@ def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, m
         base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha,
                                                                        notes=notes if not frames else None)
         out, rep = protect_image(base, options.settings, alpha=fr.alpha, region=region)
+        if rep.note and rep.note not in notes:
+            notes.append(rep.note)
         if options.mark is not None:
             out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
             rep.psnr = diff_stats(fr.pixels, out)[0]

@@ -34,7 +34,7 @@ from .kernels import perturb, stats
 #: The perturbation methods, and the version of each one's algorithm.  The
 #: version is part of the seed and of the batch fingerprint, so a change of
 #: algorithm never silently reuses noise or outputs from an older one.
-ALGORITHMS = {"adversarial": "gen16-taef2-v1", "texture": "dct8-mid-v1"}
+ALGORITHMS = {"adversarial": "gen16c-ss2-v2", "texture": "dct8-mid-v1"}
 METHODS = tuple(ALGORITHMS)
 DEFAULT_METHOD = "adversarial"
 ALGORITHM = ALGORITHMS[DEFAULT_METHOD]
@@ -50,13 +50,21 @@ STRENGTH_PRESETS = {"light": 0.2, "standard": DEFAULT_STRENGTH, "strong": 0.7}
 #: (see :func:`block_visibility_weight`).  Both calibrated so that strength 0.4
 #: keeps the median SSIMULACRA2 >= 85 on samples/ and the shared corpus
 #: (``benchmarks/strength_curve.py``; README).
-AMPLITUDES_AT_FULL_STRENGTH = {"adversarial": 2.25, "texture": 18.0}
+AMPLITUDES_AT_FULL_STRENGTH = {"adversarial": 6.0, "texture": 18.0}
 
 #: Visibility weight of a block, used to scale the generator's field: flat
 #: blocks weigh 1, textured ones GEN_TEXTURED_WEIGHT, with the transition at
 #: a luma standard deviation of GEN_TEXTURE_TAU (0-1 scale).
 GEN_TEXTURED_WEIGHT = 0.5
 GEN_TEXTURE_TAU = 0.03
+
+#: Gain of the generator on an exactly flat 8x8 block (a digital fill) whose
+#: luma lies strictly inside PAPER_LUMA (0-1 scale); outside it (white paper,
+#: black ink) flat blocks get nothing.  Trained with 0 on flat blocks; 0.6
+#: measured (benchmarks/isovis.py --quick, 4 samples): iso-visibility ratio
+#: 0.65x -> 1.15x on flat art, at ~1-2 levels of added change on the fill.
+FLAT_GAIN = 0.6
+PAPER_LUMA = (0.04, 0.96)
 
 #: Mask parameters (0-255 scale).  See ``perceptual_mask_kernel``.
 MASK_RADIUS = 4
@@ -162,6 +170,13 @@ class Settings:
         return ALGORITHMS[self.method]
 
 
+#: An image with at most this many distinct (opaque) colours is pixel art or a
+#: palette image: any perturbation multiplies its colours (6 -> 108 measured on
+#: samples/pixel_palette.png), breaks its palette and grows the file many times
+#: over, so :func:`protect_image` leaves it unchanged and says so in the report.
+PALETTE_MAX_COLOURS = 64
+
+
 @dataclass
 class ProtectReport:
     """What :func:`protect_image` measured while it worked."""
@@ -170,6 +185,15 @@ class ProtectReport:
     max_abs_diff: int
     coverage: float  # fraction of pixels whose mask weight exceeds 0.1
     seconds: float
+    note: str | None = None  # why the image was left unchanged, when it was
+
+
+def palette_colours(pixels: np.ndarray, alpha: np.ndarray | None = None) -> int | None:
+    """The number of distinct opaque colours when it is at most
+    :data:`PALETTE_MAX_COLOURS` (a palette / pixel-art image), else None."""
+    a = np.ones((1, 1), np.uint8) if alpha is None else np.ascontiguousarray(alpha)
+    n = stats.count_colours_kernel(np.ascontiguousarray(pixels), a, PALETTE_MAX_COLOURS)
+    return int(n) if n <= PALETTE_MAX_COLOURS else None
 
 
 def derive_seed(key: str, pixels: np.ndarray, algorithm: str = ALGORITHM) -> np.uint64:
@@ -244,16 +268,20 @@ class GeneratorWeights:
 
     def __init__(self, path: Path):
         with np.load(path, allow_pickle=False) as z:
-            w1 = z["w1"].astype(np.float32)  # (hidden, 64 + z)
+            w1 = z["w1"].astype(np.float32)  # (hidden, 64 + 2 + z)
             self.w1t = np.ascontiguousarray(w1.T)
             self.b1 = np.ascontiguousarray(z["b1"], np.float32)
             self.w2t = np.ascontiguousarray(z["w2"].transpose(2, 3, 1, 0), np.float32)  # (3, 3, in, out)
             self.b2 = np.ascontiguousarray(z["b2"], np.float32)
-            atoms = z["atoms"].astype(np.float32)  # (hidden, 16, 16)
-            self.atoms = np.ascontiguousarray(atoms.reshape(atoms.shape[0], 256))
+            atoms = z["atoms"].astype(np.float32)  # (hidden, 3, 16, 16), window applied
+            # kernel layout: (hidden, 16 * 16 * 3), index (u * 16 + v) * 3 + channel
+            self.atoms = np.ascontiguousarray(atoms.transpose(0, 2, 3, 1).reshape(atoms.shape[0], 768))
             self.meta = json.loads(str(z["meta"]))
         self.hidden = self.w1t.shape[1]
-        self.z_channels = self.w1t.shape[0] - 64
+        self.z_channels = self.w1t.shape[0] - 66
+        # the fixed activity gain, as trained (design/train_colour_generator.py)
+        self.activity_tau = float(self.meta["activity_tau"])
+        self.activity_floor = float(self.meta["activity_floor"])
         self.dct = _BASIS
 
 
@@ -266,25 +294,30 @@ def generator_weights() -> GeneratorWeights:
     return GeneratorWeights(GENERATOR_FILE)
 
 
-def generator_hidden(lum: np.ndarray, scale: float, seed: np.uint64,
+def generator_hidden(pixels: np.ndarray, seed: np.uint64,
                      net: GeneratorWeights) -> tuple[np.ndarray, np.ndarray]:
     """(hidden vectors after both layers (nby, nbx, c), block luma variance (nby, nbx))
-    of a luma image ``lum`` (times ``scale`` on a 0-1 scale)."""
-    h, w = lum.shape
+    of an (H, W, C) uint8/uint16 image."""
+    h, w, _ = pixels.shape
+    maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
     nby, nbx = -(-h // 8), -(-w // 8)
     h1 = np.empty((nby, nbx, net.hidden), np.float32)
     var = np.empty((nby, nbx), np.float32)
-    genk.generator_features_kernel(lum, np.float32(scale), net.dct, seed, net.w1t, net.b1, h1, var)
+    mean = np.empty((nby, nbx), np.float32)
+    genk.generator_features_kernel(np.ascontiguousarray(pixels), np.float32(1.0 / maxval), net.dct, seed,
+                                   net.w1t, net.b1, h1, var, mean)
     h2 = np.empty_like(h1)
     genk.conv3x3_relu_kernel(h1, net.w2t, net.b2, h2)
+    genk.modulate_kernel(h2, var, mean, seed, np.float32(net.activity_tau**2), np.float32(net.activity_floor),
+                         np.float32(FLAT_GAIN), np.float32(PAPER_LUMA[0]), np.float32(PAPER_LUMA[1]))
     return h2, var
 
 
 def generator_field(pixels: np.ndarray, seed: np.uint64, *, net: GeneratorWeights | None = None) -> np.ndarray:
-    """The generator's raw (unscaled) luma field for a whole (H, W, C) image, (H, W) float32."""
+    """The generator's raw (unscaled) RGB field for a whole (H, W, C) image, (H, W, 3) float32."""
     net = net or generator_weights()
-    h2, _ = generator_hidden(luma8(pixels), 1.0 / 255.0, seed, net)
-    out = np.empty(pixels.shape[:2], np.float32)
+    h2, _ = generator_hidden(pixels, seed, net)
+    out = np.empty(pixels.shape[:2] + (3,), np.float32)
     genk.synthesis_kernel(h2, net.atoms, 0, out)
     return out
 
@@ -306,8 +339,8 @@ def _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval) -> int:
 
 
 def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out) -> int:
-    """The "adversarial" method: run the generator, scale its field so that its
-    visibility-weighted RMS is ``amplitude``, and add it to every channel in
+    """The "adversarial" method: run the generator, scale its RGB field so that
+    its visibility-weighted RMS per channel is ``amplitude``, and add it in
     stripes; return how many pixels got weight > 0.1.
 
     The energy is measured over opaque pixels (weighted by alpha), so a
@@ -319,9 +352,9 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
     """
     net = generator_weights()
     h, w, _ = pixels.shape
-    h2, var = generator_hidden(luma8(pixels), 1.0 / 255.0, seed, net)
+    h2, var = generator_hidden(pixels, seed, net)
     weight = block_visibility_weight(var)
-    field_buf = np.empty((stripe, w), np.float32)
+    field_buf = np.empty((stripe, w, 3), np.float32)
     total = 0.0
     opaque = float(h * w)
     if alpha is not None:  # the scale is set on what can be seen: transparent pixels do not count
@@ -331,9 +364,9 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
         field = field_buf[: y1 - y0]
         genk.synthesis_kernel(h2, net.atoms, y0, field)
         if alpha is not None:
-            field *= np.sqrt(alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval))
+            field *= np.sqrt(alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval))[..., None]
         total += genk.weighted_energy_kernel(field, weight, y0)
-    vis_rms = math.sqrt(total / opaque) if opaque > 0 else 0.0
+    vis_rms = math.sqrt(total / (3.0 * opaque)) if opaque > 0 else 0.0
     if vis_rms == 0.0:
         out[...] = pixels
         return 0
@@ -347,7 +380,7 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
         gain[...] = 1.0
         covered += _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval)
         genk.synthesis_kernel(h2, net.atoms, y0, field)
-        perturb.apply_noise_kernel(pixels[y0:y1], field, gain, scale, maxval, out[y0:y1])
+        genk.apply_field_kernel(pixels[y0:y1], field, gain, scale, maxval, out[y0:y1])
     return covered
 
 
@@ -413,6 +446,8 @@ def protect_image(
     Returns
     -------
     protected : ndarray, same shape and dtype as ``pixels``
+        A copy of ``pixels`` when ``strength`` is 0, or when the image has at
+        most :data:`PALETTE_MAX_COLOURS` colours (``report.note`` says so).
     report : ProtectReport
     """
     t0 = time.perf_counter()
@@ -431,6 +466,13 @@ def protect_image(
     if settings.strength == 0.0:
         out[...] = pixels
         return out, ProtectReport(math.inf, 0, 0.0, time.perf_counter() - t0)
+
+    colours = palette_colours(pixels, alpha)
+    if colours is not None:
+        out[...] = pixels
+        note = (f"left unchanged: {colours} colours (pixel art or a palette image; noise would break its "
+                f"palette and multiply its size)")
+        return out, ProtectReport(math.inf, 0, 0.0, time.perf_counter() - t0, note)
 
     seed = derive_seed(settings.key, pixels, settings.algorithm)
     amplitude = np.float32(settings.amplitude * maxval / 255.0)

@@ -30,3 +30,42 @@ def diff_stats_kernel(a, b):
                     mx = d
         sse += row
     return sse, mx
+
+
+@njit_serial
+def count_colours_kernel(pixels, alpha, limit):
+    """Distinct colours of an (h, w, c) uint8/uint16 image, counted up to ``limit``.
+
+    Pixels whose ``alpha`` (an (h, w) array, or a (1, 1) array of ones for
+    none) is 0 are not counted.  Stops and returns ``limit + 1`` as soon as
+    more than ``limit`` colours were seen, so a photograph or a painting
+    costs a few hundred pixels.  Colours go into an open-addressing table of
+    ``4 * (limit + 1)`` rounded up to a power of two.
+    """
+    h, w, c = pixels.shape
+    size = 8
+    while size < 4 * (limit + 1):
+        size *= 2
+    table = np.full(size, -1, np.int64)
+    n = 0
+    has_alpha = alpha.shape[0] == h and alpha.shape[1] == w
+    for y in range(h):
+        for x in range(w):
+            if has_alpha and alpha[y, x] == 0:
+                continue
+            key = np.int64(0)
+            for ch in range(c):
+                key = key * np.int64(65536) + np.int64(pixels[y, x, ch])
+            slot = (key * np.int64(0x9E3779B1)) & (size - 1)
+            while True:
+                v = table[slot]
+                if v == key:
+                    break
+                if v == -1:
+                    table[slot] = key
+                    n += 1
+                    if n > limit:
+                        return n
+                    break
+                slot = (slot + 1) & (size - 1)
+    return n
