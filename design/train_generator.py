@@ -1,4 +1,8 @@
-"""Offline design of protect's image-conditioned perturbation generator.
+"""Offline design of protect's first image-conditioned generator (gen16-taef2-v1, superseded).
+
+Superseded by ``train_colour_generator.py`` (gen16c-ss2-v2, issue 12): the
+luma generator this script trains is no longer what protect loads; its data
+loading, attacks and held-out list are still shared with the new script.
 
 Trains the small generator that ``protect`` runs at protect time (in numba,
 without torch) against the TAEF2 encoder, then writes its weights as

@@ -136,14 +136,28 @@ def test_apply_field_kernel_rgb_and_grey():
     gain = rng.uniform(0, 1, (6, 7)).astype(np.float32)
     gain[0, 0] = 0.0
     out = np.empty_like(src)
-    genk.apply_field_kernel(src, field, gain, np.float32(1.5), 255, out)
+    genk.apply_field_kernel(src, field, gain, np.float32(1.5), 255, False, out)
     expect = np.clip(np.floor(src + np.float32(1.5) * gain[..., None] * field + 0.5), 0, 255)
     np.testing.assert_array_equal(out, expect)
     grey = src[:, :, :1].copy()
     out_g = np.empty_like(grey)
-    genk.apply_field_kernel(grey, field, gain, np.float32(1.5), 255, out_g)
+    genk.apply_field_kernel(grey, field, gain, np.float32(1.5), 255, False, out_g)
     lum = field @ np.array([0.299, 0.587, 0.114], np.float32)
     np.testing.assert_allclose(out_g[..., 0], np.clip(np.floor(grey[..., 0] + 1.5 * gain * lum + 0.5), 0, 255), atol=1)
+    grey3 = np.repeat(grey, 3, axis=2)
+    out_m = np.empty_like(grey3)
+    genk.apply_field_kernel(grey3, field, gain, np.float32(1.5), 255, True, out_m)
+    np.testing.assert_array_equal(out_m, np.repeat(out_g, 3, axis=2))
+
+
+def test_a_grey_picture_stays_grey():
+    # A black-and-white engraving saved as RGB must not come out with colour specks.
+    rng = np.random.default_rng(15)
+    ink = np.where(rng.random((64, 64)) < 0.3, 20, 240).astype(np.uint8)
+    img = np.repeat(ink[..., None], 3, axis=2)
+    out, _ = pl.protect_image(img, pl.Settings(1.0, "k"))
+    assert not np.array_equal(out, img)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
 
 
 def test_colour_field_alpha_and_16bit():

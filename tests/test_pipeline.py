@@ -161,3 +161,8 @@ def test_palette_images_are_left_unchanged_with_a_note():
     tiles = np.ascontiguousarray(np.repeat(np.repeat(many[cells], 3, 0), 3, 1))
     out2, rep2 = pl.protect_image(tiles, pl.Settings(0.4, "k"))
     assert rep2.note is None and not np.array_equal(out2, tiles)
+    # a bilevel engraving (grey, 2 levels) is protected: few levels, but not a palette
+    ink = np.where(rng.random((64, 64)) < 0.3, 0, 255).astype(np.uint8)
+    for grey in (ink[..., None], np.repeat(ink[..., None], 3, axis=2)):
+        out3, rep3 = pl.protect_image(np.ascontiguousarray(grey), pl.Settings(0.4, "k"))
+        assert rep3.note is None and not np.array_equal(out3, grey)

@@ -50,7 +50,7 @@ STRENGTH_PRESETS = {"light": 0.2, "standard": DEFAULT_STRENGTH, "strong": 0.7}
 #: (see :func:`block_visibility_weight`).  Both calibrated so that strength 0.4
 #: keeps the median SSIMULACRA2 >= 85 on samples/ and the shared corpus
 #: (``benchmarks/strength_curve.py``; README).
-AMPLITUDES_AT_FULL_STRENGTH = {"adversarial": 6.0, "texture": 18.0}
+AMPLITUDES_AT_FULL_STRENGTH = {"adversarial": 8.5, "texture": 18.0}
 
 #: Visibility weight of a block, used to scale the generator's field: flat
 #: blocks weigh 1, textured ones GEN_TEXTURED_WEIGHT, with the transition at
@@ -60,10 +60,14 @@ GEN_TEXTURE_TAU = 0.03
 
 #: Gain of the generator on an exactly flat 8x8 block (a digital fill) whose
 #: luma lies strictly inside PAPER_LUMA (0-1 scale); outside it (white paper,
-#: black ink) flat blocks get nothing.  Trained with 0 on flat blocks; 0.6
-#: measured (benchmarks/isovis.py --quick, 4 samples): iso-visibility ratio
-#: 0.65x -> 1.15x on flat art, at ~1-2 levels of added change on the fill.
-FLAT_GAIN = 0.6
+#: black ink) flat blocks always get nothing.  The generator was trained with
+#: 0 there.  Measured (benchmarks/isovis.py --quick on two flat samples): a
+#: gain of 0.2 / 0.6 raises the iso-visibility ratio on flat art from 0.65x to
+#: 0.94x / 1.13x, but draws the untrained blocks' atoms as a regular lattice
+#: of coloured dots on the fill, plain at 200-300 % (max |d| 16 at 0.4), and
+#: multiplies PNG size (up to x17 on samples/cel_flat_fills.png).  The eye
+#: decides: 0, flat fills stay exactly as they are.
+FLAT_GAIN = 0.0
 PAPER_LUMA = (0.04, 0.96)
 
 #: Mask parameters (0-255 scale).  See ``perceptual_mask_kernel``.
@@ -170,10 +174,13 @@ class Settings:
         return ALGORITHMS[self.method]
 
 
-#: An image with at most this many distinct (opaque) colours is pixel art or a
-#: palette image: any perturbation multiplies its colours (6 -> 108 measured on
-#: samples/pixel_palette.png), breaks its palette and grows the file many times
-#: over, so :func:`protect_image` leaves it unchanged and says so in the report.
+#: A colour image with at most this many distinct (opaque) colours is pixel art
+#: or a palette image: any perturbation multiplies its colours (6 -> 108
+#: measured on samples/pixel_palette.png), breaks its palette and grows the
+#: file many times over, so :func:`protect_image` leaves it unchanged and says
+#: so in the report.  Grey images with few levels (ink line art, engravings,
+#: screentone: 2-11 levels in the corpus) are protected as usual: the
+#: generator leaves their paper and ink untouched and works on the edges.
 PALETTE_MAX_COLOURS = 64
 
 
@@ -188,12 +195,24 @@ class ProtectReport:
     note: str | None = None  # why the image was left unchanged, when it was
 
 
+def is_grey(pixels: np.ndarray) -> bool:
+    """True for a one-channel image or an RGB one with R = G = B everywhere."""
+    if pixels.shape[2] == 1:
+        return True
+    return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]))
+
+
 def palette_colours(pixels: np.ndarray, alpha: np.ndarray | None = None) -> int | None:
-    """The number of distinct opaque colours when it is at most
-    :data:`PALETTE_MAX_COLOURS` (a palette / pixel-art image), else None."""
+    """The number of distinct opaque colours of a colour image when it is at most
+    :data:`PALETTE_MAX_COLOURS` (a palette / pixel-art image), else None; None for
+    grey images (one channel, or R = G = B everywhere)."""
+    if pixels.shape[2] == 1:
+        return None
     a = np.ones((1, 1), np.uint8) if alpha is None else np.ascontiguousarray(alpha)
     n = stats.count_colours_kernel(np.ascontiguousarray(pixels), a, PALETTE_MAX_COLOURS)
-    return int(n) if n <= PALETTE_MAX_COLOURS else None
+    if n > PALETTE_MAX_COLOURS or is_grey(pixels):
+        return None
+    return int(n)
 
 
 def derive_seed(key: str, pixels: np.ndarray, algorithm: str = ALGORITHM) -> np.uint64:
@@ -295,9 +314,9 @@ def generator_weights() -> GeneratorWeights:
 
 
 def generator_hidden(pixels: np.ndarray, seed: np.uint64,
-                     net: GeneratorWeights) -> tuple[np.ndarray, np.ndarray]:
-    """(hidden vectors after both layers (nby, nbx, c), block luma variance (nby, nbx))
-    of an (H, W, C) uint8/uint16 image."""
+                     net: GeneratorWeights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hidden vectors after both layers and the key's signs (nby, nbx, c), each block's luma
+    variance and activity gain (nby, nbx)) of an (H, W, C) uint8/uint16 image."""
     h, w, _ = pixels.shape
     maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
     nby, nbx = -(-h // 8), -(-w // 8)
@@ -310,13 +329,31 @@ def generator_hidden(pixels: np.ndarray, seed: np.uint64,
     genk.conv3x3_relu_kernel(h1, net.w2t, net.b2, h2)
     genk.modulate_kernel(h2, var, mean, seed, np.float32(net.activity_tau**2), np.float32(net.activity_floor),
                          np.float32(FLAT_GAIN), np.float32(PAPER_LUMA[0]), np.float32(PAPER_LUMA[1]))
-    return h2, var
+    return h2, var, block_activity(var, mean, net)
+
+
+def block_activity(var: np.ndarray, mean: np.ndarray, net: GeneratorWeights) -> np.ndarray:
+    """Each block's activity gain, as :func:`protect.kernels.generator.modulate_kernel` applies it
+    (without the key's sign): the share of the block that carries the pattern."""
+    tau2 = np.float32(net.activity_tau**2)
+    fl = np.float32(net.activity_floor)
+    act = fl + (np.float32(1.0) - fl) * (var / (var + tau2))
+    paper = (mean > PAPER_LUMA[0]) & (mean < PAPER_LUMA[1])
+    return np.where(var > 0, act, np.where(paper, np.float32(FLAT_GAIN), np.float32(0.0))).astype(np.float32)
+
+
+def _block_sums(a: np.ndarray) -> np.ndarray:
+    """Sums of an (H, W) array over the 8x8 block grid (partial blocks at the edges), int64/float64."""
+    h, w = a.shape
+    acc = np.int64 if a.dtype.kind in "ui" else np.float64
+    rows = np.add.reduceat(a, np.arange(0, h, 8), axis=0, dtype=acc)
+    return np.add.reduceat(rows, np.arange(0, w, 8), axis=1, dtype=acc)
 
 
 def generator_field(pixels: np.ndarray, seed: np.uint64, *, net: GeneratorWeights | None = None) -> np.ndarray:
     """The generator's raw (unscaled) RGB field for a whole (H, W, C) image, (H, W, 3) float32."""
     net = net or generator_weights()
-    h2, _ = generator_hidden(pixels, seed, net)
+    h2, _, _ = generator_hidden(pixels, seed, net)
     out = np.empty(pixels.shape[:2] + (3,), np.float32)
     genk.synthesis_kernel(h2, net.atoms, 0, out)
     return out
@@ -343,22 +380,24 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
     its visibility-weighted RMS per channel is ``amplitude``, and add it in
     stripes; return how many pixels got weight > 0.1.
 
-    The energy is measured over opaque pixels (weighted by alpha), so a
-    sprite on a transparent canvas gets the same visible strength as an
-    opaque picture.  The field is synthesised twice per stripe (once to
+    The energy is averaged over the area that carries the pattern: opaque
+    pixels (weighted by alpha) of active blocks (weighted by their activity
+    gain), so a sprite on a transparent canvas, or a drawing on mostly white
+    paper, gets the same local strength as a picture full of texture.  The field is synthesised twice per stripe (once to
     measure its energy, once to apply it), so only the block-grid hidden
     vectors (1/64 of the pixels times the hidden width) are held for the
     whole image.
     """
     net = generator_weights()
     h, w, _ = pixels.shape
-    h2, var = generator_hidden(pixels, seed, net)
+    h2, var, act = generator_hidden(pixels, seed, net)
     weight = block_visibility_weight(var)
     field_buf = np.empty((stripe, w, 3), np.float32)
     total = 0.0
-    opaque = float(h * w)
-    if alpha is not None:  # the scale is set on what can be seen: transparent pixels do not count
-        opaque = float(np.sum(alpha, dtype=np.float64)) / maxval
+    # the scale is set on what can be seen and carries the pattern: transparent pixels and
+    # blocks the activity gain leaves alone do not count
+    counts = _block_sums(np.ones((h, w), np.uint8)) if alpha is None else _block_sums(alpha) / float(maxval)
+    opaque = float(np.sum(counts * act, dtype=np.float64))
     for y0 in range(0, h, stripe):
         y1 = min(h, y0 + stripe)
         field = field_buf[: y1 - y0]
@@ -371,6 +410,7 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
         out[...] = pixels
         return 0
     scale = np.float32(amplitude / vis_rms)
+    mono = is_grey(pixels)  # a black-and-white drawing or engraving gets no colour specks
     gain_buf = np.empty((stripe, w), np.float32)
     covered = 0
     for y0 in range(0, h, stripe):
@@ -380,7 +420,7 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
         gain[...] = 1.0
         covered += _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval)
         genk.synthesis_kernel(h2, net.atoms, y0, field)
-        genk.apply_field_kernel(pixels[y0:y1], field, gain, scale, maxval, out[y0:y1])
+        genk.apply_field_kernel(pixels[y0:y1], field, gain, scale, maxval, mono, out[y0:y1])
     return covered
 
 

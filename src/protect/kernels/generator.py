@@ -269,13 +269,14 @@ def weighted_energy_kernel(field, block_weight, row0):
 
 
 @njit_serial
-def apply_field_kernel(src, field, gain, amplitude, maxval, out):
+def apply_field_kernel(src, field, gain, amplitude, maxval, mono, out):
     """``out = clip(round(src + amplitude * gain * field), 0, maxval)``.
 
     ``src``/``out`` (h, w, c) uint8/uint16 with c = 3 (RGB: channel ``ch``
-    takes ``field[..., ch]``) or c = 1 (grey: takes the field's Rec. 601
-    luma); ``field`` (h, w, 3) and ``gain`` (h, w) float32.  Rounding is half
-    up (floor(v + 0.5)).
+    takes ``field[..., ch]``, or with ``mono`` every channel takes the
+    field's Rec. 601 luma, so a grey picture stays grey) or c = 1 (grey:
+    the field's luma); ``field`` (h, w, 3) and ``gain`` (h, w) float32.
+    Rounding is half up (floor(v + 0.5)).
     """
     h, w, c = src.shape
     hi = np.float32(maxval)
@@ -289,11 +290,12 @@ def apply_field_kernel(src, field, gain, amplitude, maxval, out):
                     out[y, x, ch] = src[y, x, ch]
                 continue
             k = amplitude * g
-            if c == 1:
+            if c == 1 or mono:
                 f = (np.float32(0.299) * field[y, x, 0] + np.float32(0.587) * field[y, x, 1]
                      + np.float32(0.114) * field[y, x, 2])
-                v = np.float32(src[y, x, 0]) + k * f + half
-                out[y, x, 0] = np.int64(min(max(v, zero), hi + half))
+                for ch in range(c):
+                    v = np.float32(src[y, x, ch]) + k * f + half
+                    out[y, x, ch] = np.int64(min(max(v, zero), hi + half))
             else:
                 for ch in range(c):
                     v = np.float32(src[y, x, ch]) + k * field[y, x, ch] + half
