@@ -150,19 +150,23 @@ def test_palette_images_are_left_unchanged_with_a_note():
 
     img = pio.read_image(Path(__file__).resolve().parents[1] / "samples" / "pixel_palette.png")
     px = img.frames[0].pixels
-    out, rep = pl.protect_image(px, pl.Settings(0.4, "k"))
+    assert img.palette  # an indexed-colour PNG
+    out, rep = pl.protect_image(px, pl.Settings(0.4, "k"), keep_palette=True)
     np.testing.assert_array_equal(out, px)
     assert rep.note and "colours" in rep.note
+    # the same pixels from a true-colour file are protected: few colours alone do not make pixel art
+    out0, rep0 = pl.protect_image(px, pl.Settings(0.4, "k"))
+    assert rep0.note is None and not np.array_equal(out0, px)
     # one more colour than the limit, and it is protected as usual
     rng = np.random.default_rng(12)
     many = rng.integers(0, 256, (pl.PALETTE_MAX_COLOURS + 1, 3), dtype=np.uint8)
     assert len(np.unique(many, axis=0)) == pl.PALETTE_MAX_COLOURS + 1
     cells = np.arange(16 * 16).reshape(16, 16) % len(many)  # every colour, in 3 px cells
     tiles = np.ascontiguousarray(np.repeat(np.repeat(many[cells], 3, 0), 3, 1))
-    out2, rep2 = pl.protect_image(tiles, pl.Settings(0.4, "k"))
+    out2, rep2 = pl.protect_image(tiles, pl.Settings(0.4, "k"), keep_palette=True)
     assert rep2.note is None and not np.array_equal(out2, tiles)
     # a bilevel engraving (grey, 2 levels) is protected: few levels, but not a palette
     ink = np.where(rng.random((64, 64)) < 0.3, 0, 255).astype(np.uint8)
     for grey in (ink[..., None], np.repeat(ink[..., None], 3, axis=2)):
-        out3, rep3 = pl.protect_image(np.ascontiguousarray(grey), pl.Settings(0.4, "k"))
+        out3, rep3 = pl.protect_image(np.ascontiguousarray(grey), pl.Settings(0.4, "k"), keep_palette=True)
         assert rep3.note is None and not np.array_equal(out3, grey)

@@ -686,7 +686,7 @@ def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, m
     for fr in img.frames:
         base = fr.pixels if options.visible is None else apply_visible(fr.pixels, options.visible, alpha=fr.alpha,
                                                                        notes=notes if not frames else None)
-        out, rep = protect_image(base, options.settings, alpha=fr.alpha, region=region)
+        out, rep = protect_image(base, options.settings, alpha=fr.alpha, region=region, keep_palette=img.palette)
         if rep.note and rep.note not in notes:
             notes.append(rep.note)
         if options.mark is not None:

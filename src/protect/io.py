@@ -214,6 +214,7 @@ class ImageFile:
     iptc: bytes | None = None  # JPEG: the Photoshop APP13 segment body (IPTC-IIM By-line, CopyrightNotice...)
     source: SourceStamp | None = None  # the file as it was when read (size, mtime, inode)
     notes: list[str] = field(default_factory=list)  # things the user should know (one short phrase each)
+    palette: bool = False  # the source was stored with indexed colour (PNG/GIF/BMP/TIFF mode P)
 
     @property
     def width(self) -> int:
@@ -486,6 +487,7 @@ def _decode(data: bytes, max_pixels: int | None) -> ImageFile:
         )
 
     ihdr = _png_ihdr(data[:33])
+    palette = im.mode in ("P", "PA")
     frames: list[Frame] = []
     try:
         n_frames = _frame_count(im, fmt)
@@ -566,6 +568,7 @@ def _decode(data: bytes, max_pixels: int | None) -> ImageFile:
         lossless=lossless,
         iptc=_jpeg_app13(data) if fmt == "JPEG" else None,
         notes=notes,
+        palette=palette,
     )
 
 

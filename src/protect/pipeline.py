@@ -174,8 +174,8 @@ class Settings:
         return ALGORITHMS[self.method]
 
 
-#: A colour image with at most this many distinct (opaque) colours is pixel art
-#: or a palette image: any perturbation multiplies its colours (6 -> 108
+#: A colour image stored with indexed colour (a palette PNG or GIF) with at most
+#: this many distinct (opaque) colours is pixel art: any perturbation multiplies its colours (6 -> 108
 #: measured on samples/pixel_palette.png), breaks its palette and grows the
 #: file many times over, so :func:`protect_image` leaves it unchanged and says
 #: so in the report.  Grey images with few levels (ink line art, engravings,
@@ -466,6 +466,7 @@ def protect_image(
     alpha: np.ndarray | None = None,
     region: np.ndarray | None = None,
     stripe_rows: int = STRIPE_ROWS,
+    keep_palette: bool = False,
 ) -> tuple[np.ndarray, ProtectReport]:
     """Add the protection perturbation to an image.
 
@@ -482,12 +483,16 @@ def protect_image(
         The artist's region mask: 255 = full strength, 0 = none.
     stripe_rows : int
         Rows processed at a time (rounded up to a multiple of 8).
+    keep_palette : bool
+        The image came from an indexed-colour (palette) file: when it has at
+        most :data:`PALETTE_MAX_COLOURS` colours and is not grey, leave it
+        unchanged (pixel art) and say so in ``report.note``.
 
     Returns
     -------
     protected : ndarray, same shape and dtype as ``pixels``
-        A copy of ``pixels`` when ``strength`` is 0, or when the image has at
-        most :data:`PALETTE_MAX_COLOURS` colours (``report.note`` says so).
+        A copy of ``pixels`` when ``strength`` is 0, or for pixel art with
+        ``keep_palette`` (``report.note`` says so).
     report : ProtectReport
     """
     t0 = time.perf_counter()
@@ -507,7 +512,7 @@ def protect_image(
         out[...] = pixels
         return out, ProtectReport(math.inf, 0, 0.0, time.perf_counter() - t0)
 
-    colours = palette_colours(pixels, alpha)
+    colours = palette_colours(pixels, alpha) if keep_palette else None
     if colours is not None:
         out[...] = pixels
         note = (f"left unchanged: {colours} colours (pixel art or a palette image; noise would break its "
