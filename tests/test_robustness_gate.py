@@ -26,7 +26,8 @@ def test_check_names_each_figure_beyond_its_threshold():
 
 def test_thresholds_file_has_both_modes_and_committed_full_result_meets_it():
     limits = tomllib.loads((ROOT / "benchmarks" / "thresholds.toml").read_text())
-    assert set(limits) == {"quick", "full"}
+    assert set(limits) == {"quick", "full", "isovis_quick"}
+    assert all(0 < v < 10 for v in limits["isovis_quick"].values())  # iso-visibility ratios (benchmarks/isovis.py)
     import json
 
     result = json.loads((ROOT / "benchmarks" / "results" / "latest.json").read_text())
