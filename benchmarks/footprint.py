@@ -98,7 +98,7 @@ def measure(job: tuple) -> list[dict]:
     for method in methods:
         for strength in strengths:
             t0 = time.perf_counter()
-            out, rep = protect_image(fr.pixels, Settings(strength, KEY, method), alpha=fr.alpha)
+            out, rep = protect_image(fr.pixels, Settings(strength, KEY, method), alpha=fr.alpha, keep_palette=img.palette)
             seconds = time.perf_counter() - t0
             p_full = flatten_8bit(out, fr.alpha, rng)
             row = {

@@ -72,7 +72,7 @@ def measure(path: str) -> dict:
     fr = img.frames[0]
     protect_image(fr.pixels[:16, :16], Settings(STRENGTH, KEY))  # JIT loaded before timing
     t0 = time.perf_counter()
-    out, rep = protect_image(fr.pixels, Settings(STRENGTH, KEY), alpha=fr.alpha)
+    out, rep = protect_image(fr.pixels, Settings(STRENGTH, KEY), alpha=fr.alpha, keep_palette=img.palette)
     seconds = time.perf_counter() - t0
     vr = verify_pair(fr.pixels, out, name=Path(path).name, alpha=fr.alpha, encoder=_ENCODER)
     # noise + invisible mark: how visible together, and is the mark read back after each attack

@@ -49,7 +49,7 @@ def measure(path: Path, strengths: list[float], method: str = "adversarial") -> 
     base = _png_size(fr.pixels, fr.alpha)
     rows = []
     for s in strengths:
-        out, rep = protect_image(fr.pixels, Settings(s, KEY, method), alpha=fr.alpha)
+        out, rep = protect_image(fr.pixels, Settings(s, KEY, method), alpha=fr.alpha, keep_palette=img.palette)
         rows.append({
             "file": path.name,
             "strength": s,
