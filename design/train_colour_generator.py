@@ -18,18 +18,19 @@ Generator, for an sRGB image in [0, 1] (H and W multiples of 8):
   stride 8.  Every atom is multiplied by a fixed separable sin^2 window whose
   shifted copies sum to 1, so there are no block edges ("stamps").
 
-Objective (minimised): ``-log |E(A(clip(x + d))) - E(A(x))|`` (TAEF2, an
-expectation over attacks A as in train_generator.py) ``+ log D(x, x + d)``
-with D the distortion of a differentiable SSIMULACRA 2
-(``ssimulacra2_torch.py``) ``+ FLAT * (share of d's energy on flat pixels)``,
-which keeps the pattern off flat colour and white paper where the eye finds
-it first, ``+ DIVERSITY * corr(d_key1, d_key2)^2``.  d is drawn at a fixed RMS
-(``RMS_LEVELS``), so only its shape is learned; its size is set at protect
-time by the strength.
+Objective (minimised), with each crop's perturbation d first scaled to the
+amplitude a* at which SSIMULACRA2 is TARGET_SCORE (see :func:`losses`):
+``-log |E(A(clip(x + d))) - E(A(x))|`` (TAEF2, an expectation over attacks A
+as in train_generator.py) ``+ log D(x, x + d) / k`` with D the distortion of
+a differentiable SSIMULACRA 2 (``ssimulacra2_torch.py``) and k its slope in
+amplitude, ``+ PEAK * log L4(d / JND)`` ``+ FLAT * (share of d's energy on flat
+pixels)``, which keeps the pattern off flat colour where the eye finds it
+first, ``+ DIVERSITY * corr(d_key1, d_key2)^2``.  Only d's shape is learned;
+its size is set at protect time by the strength.
 
 Usage::
 
-    python design/train_colour_generator.py --steps 240 --out src/protect/kernels/generator.npz
+    python design/train_colour_generator.py --steps 100 --out src/protect/kernels/generator.npz
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ from protect.surrogate import load_encoder  # noqa: E402
 SEED = 20261201
 Z_CHANNELS = 4
 HIDDEN = 16
-RMS_LEVELS = 2.0
 FLAT = 12.0  # weight of the flat-energy share
 FLAT_TAU = 0.02  # local luma std (0-1) below which a pixel counts as flat
 PEAK = 1.0  # weight of log L4(d / JND): no single pixel may stand out where SSIMULACRA2 does not look
@@ -252,7 +252,7 @@ def settings_meta(train: list[Path], steps: int) -> dict:
     """Everything needed to reproduce the weights (stored in the npz's ``meta``)."""
     return {
         "algorithm": "gen16c-ss2-v2", "seed": SEED, "steps": steps, "z_channels": Z_CHANNELS, "hidden": HIDDEN,
-        "rms_levels": RMS_LEVELS, "flat": FLAT, "flat_tau": FLAT_TAU, "peak": PEAK, "jnd_levels": JND_LEVELS,
+        "flat": FLAT, "flat_tau": FLAT_TAU, "peak": PEAK, "jnd_levels": JND_LEVELS,
         "jnd_masking": JND_MASKING, "grid_offsets": True, "activity_tau": ACTIVITY_TAU, "activity_floor": ACTIVITY_FLOOR, "block_sign": True,
         "target_score": TARGET_SCORE, "ladder": LADDER, "diversity": DIVERSITY, "crop": CROP,
         "batch": BATCH, "lr": LR, "attacks": ATTACKS, "held_out": sorted(HELD_OUT), "train": [f.name for f in train],
