@@ -241,7 +241,7 @@ if torch is not None:
             return self.head(self.net(torch.cat([(x - 0.5) * 2, high_pass(x)], 1)).mean(dim=(2, 3)))[:, 0]
 
 
-def to_tensor(batch_u8: np.ndarray) -> "torch.Tensor":
+def to_tensor(batch_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(batch_u8.transpose(0, 3, 1, 2))).float() / 255.0
 
 
@@ -326,7 +326,8 @@ class PairMaker:
 def latent_keep(encoder, o: np.ndarray, p: np.ndarray, f: np.ndarray) -> list[float]:
     """Per crop |E(f) - E(o)| / |E(p) - E(o)| (crops given as (N, H, W, 3) uint8)."""
     z = [encoder(x.astype(np.float32) / 255.0) for x in (o, p, f)]
-    return [float(np.linalg.norm(zf - zo) / max(np.linalg.norm(zp - zo), 1e-12)) for zo, zp, zf in zip(*z)]
+    return [float(np.linalg.norm(zf - zo) / max(np.linalg.norm(zp - zo), 1e-12))
+            for zo, zp, zf in zip(*z, strict=True)]
 
 
 def train_purifier(name: str, src: Source, maker: PairMaker, mode: Mode, steps: int, *, seed: int,
@@ -470,7 +471,7 @@ def random_crops(x: np.ndarray, side: int, n: int, rng: np.random.Generator) -> 
     h, w = x.shape[:2]
     side = min(side, h, w)
     ys, xs = rng.integers(h - side + 1, size=n), rng.integers(w - side + 1, size=n)
-    return np.stack([x[y:y + side, x0:x0 + side] for y, x0 in zip(ys, xs)])
+    return np.stack([x[y:y + side, x0:x0 + side] for y, x0 in zip(ys, xs, strict=False)])
 
 
 def _norm(a, b) -> float:
@@ -501,7 +502,7 @@ def prepare_crop(o, sources: dict[str, np.ndarray], encoder, rng: np.random.Gene
                                 "twin_sigma": sigma, "twin_ssimulacra2": score(o, g),
                                 "twin_psnr": float(psnr(o, g, data_range=255)), "purified": {}}
     names = list(images)
-    lat = dict(zip(names, _encode(encoder, [images[n] for n in names])))
+    lat = dict(zip(names, _encode(encoder, [images[n] for n in names]), strict=False))
     rec["clean_latent_norm"] = float(np.linalg.norm(lat["clean"]))
     for name, s in rec["sources"].items():
         s["shift"] = _norm(lat[name], lat["clean"])
@@ -521,7 +522,7 @@ def purify_crop(crop: dict, pn: str, net, plan: dict[str, list[str]], encoder) -
             jobs.append((f"gauss|{name}", name, "gaussian|twin"))
     outs = purify(net, np.stack([images[i] for i, _, _ in jobs]))
     zs = _encode(encoder, list(outs))
-    for (iname, name, key), f, z in zip(jobs, outs, zs):
+    for (_iname, name, key), f, z in zip(jobs, outs, zs, strict=False):
         shift = _norm(z, crop["z_clean"])
         if name is None:
             rec["purifier_on_clean"][pn] = shift
@@ -609,7 +610,8 @@ def markdown(res: dict) -> str:
     twin = head and head["twin_keep"]
     if head and head["keep"] is not None:
         lines += [f"**In plain words:** an attacker who trains this network on {tr[m]['pairs']} protected crops of "
-                  f"{meta['train_images']} artworks ({tr[m]['seconds'] / 60:.0f} minutes of training on one thread) removes "
+                  f"{meta['train_images']} artworks ({tr[m]['seconds'] / 60:.0f} minutes of training on one thread) "
+                  f"removes "
                   f"{_pct(max(0.0, 1 - head['keep']))} of the effect of `{m}` at strength 0.4 on the TAEF2 encoder "
                   f"(keep {head['keep']:.2f}); the same network trained on random noise of the same visibility "
                   f"removes {_pct(None if twin is None else max(0.0, 1 - twin))} of the noise's effect.", ""]
@@ -640,11 +642,13 @@ def markdown(res: dict) -> str:
     lines += ["", f"Training curve of the `{m}` purifier (held-out crops, strength 0.4): " +
               ", ".join(f"{c['pairs']} pairs / {c['seconds'] / 60:.1f} min: keep {c['keep_median']:.2f}"
                         for c in cv["points"]),
-              "", f"50 % removal (keep <= 0.5): " + (
-                  f"reached after {cv['half_removal']['pairs']} pairs, {cv['half_removal']['seconds'] / 60:.1f} min of training"
+              "", "50 % removal (keep <= 0.5): " + (
+                  f"reached after {cv['half_removal']['pairs']} pairs, "
+                  f"{cv['half_removal']['seconds'] / 60:.1f} min of training"
                   if cv["half_removal"] else f"not reached (best keep {cv['best_keep']:.2f})")]
     d = res["detector"] or {}
-    lines += [] if not d else ["", f"Detector: {d['training']['parameters']:,}-parameter CNN, {d['training']['pairs']} crops "
+    lines += [] if not d else ["", f"Detector: {d['training']['parameters']:,}-parameter CNN, "
+              f"{d['training']['pairs']} crops "
               f"(half protected at 0.2-0.7, a third JPEG 85), {d['training']['seconds'] / 60:.1f} min; "
               f"64 px crops of the held-out images; 'protected' = logit > 0; per image = mean logit over "
               f"{meta['detector_crops']} crops.", "",
@@ -751,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         mp = pic.flat.shape[0] * pic.flat.shape[1] / 1e6
         if mix_speed is None or mp > mix_speed["megapixels"]:
             mix_speed = {"megapixels": mp, "seconds_method": t1 - t0, "seconds_noise": t2 - t1}
-        for b, box in enumerate(boxes):
+        for _b, box in enumerate(boxes):
             o = _cut(pic.flat, box)
             src = {n: _cut(full[n], box) for n in eval_sources if n != "mix@0.4"}
             # mix: the weaker protection, then Gaussian noise topped up so the crop scores as the method alone
@@ -834,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
         out.with_suffix(".md").write_text(md)
         if done:
             print(md)
-        log(f"wrote {out.with_suffix('.json')} and .md ({'complete' if done else 'so far: ' + ', '.join(meta['stages_done'])})")
+        state = "complete" if done else "so far: " + ", ".join(meta["stages_done"])
+        log(f"wrote {out.with_suffix('.json')} and .md ({state})")
 
     def stage(name: str, net, info: dict) -> None:
         training[name] = info

@@ -98,7 +98,8 @@ def measure(job: tuple) -> list[dict]:
     for method in methods:
         for strength in strengths:
             t0 = time.perf_counter()
-            out, rep = protect_image(fr.pixels, Settings(strength, KEY, method), alpha=fr.alpha, keep_palette=img.palette)
+            out, rep = protect_image(fr.pixels, Settings(strength, KEY, method), alpha=fr.alpha,
+                                     keep_palette=img.palette)
             seconds = time.perf_counter() - t0
             p_full = flatten_8bit(out, fr.alpha, rng)
             row = {
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "footprint")
     args = ap.parse_args(argv)
     strengths = [float(s) for s in args.strengths.split(",")]
-    attacks = attack_names() if args.attacks == "all" else ["none"] + [a for a in args.attacks.split(",") if a != "none"]
+    chosen = [a for a in args.attacks.split(",") if a != "none"]
+    attacks = attack_names() if args.attacks == "all" else ["none", *chosen]
     methods = args.methods.split(",")
     files = image_files(ROOT / "samples")
     if not args.no_corpus and CORPUS.is_dir():

@@ -112,7 +112,9 @@ class Encoder:
         return np.concatenate(out)
 
 
-def shifts(enc: Encoder, original: np.ndarray, variants: list[np.ndarray], attacks, seed: int) -> dict[str, list[float]]:
+def shifts(
+    enc: Encoder, original: np.ndarray, variants: list[np.ndarray], attacks, seed: int
+) -> dict[str, list[float]]:
     """Per attack, |E(A(v)) - E(A(o))| for every variant v (all crops of one size)."""
     out = {}
     for attack in attacks:

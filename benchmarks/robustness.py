@@ -168,7 +168,8 @@ def markdown(summary: dict, meta: dict) -> str:
         "| visibility | value |",
         "|---|---|",
         f"| PSNR median | {summary['psnr_median']:.1f} dB |",
-        f"| SSIMULACRA2 median / 10th percentile | {summary['ssimulacra2_median']:.1f} / {summary['ssimulacra2_p10']:.1f} |",
+        f"| SSIMULACRA2 median / 10th percentile | {summary['ssimulacra2_median']:.1f} / "
+        f"{summary['ssimulacra2_p10']:.1f} |",
         f"| CIEDE2000 p99, median | {summary['ciede2000_p99_median']:.2f} |",
         f"| PNG size ratio, median | {summary['png_growth_median']:.3f} |",
         f"| protect speed (one core) | {summary['protect_mp_per_s']:.0f} MP/s |",

@@ -53,7 +53,7 @@ KEY = "scale-benchmark-key"
 
 
 def load() -> str:
-    return "load %.1f" % os.getloadavg()[0]
+    return f"load {os.getloadavg()[0]:.1f}"
 
 
 def make_set(folder: Path, n: int, size: int) -> float:

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -56,7 +55,7 @@ def main() -> None:
     out, _ = protect_image(img, Settings(0.4, "bench"))
     verify_pair(img[:64, :64], out[:64, :64], attacks=["none"])  # imports, first calls
 
-    print("protect verify on one 1000x1000 pair (median of %d)" % args.repeat)
+    print(f"protect verify on one 1000x1000 pair (median of {args.repeat})")
     total = timed(lambda: verify_pair(img, out), args.repeat)
     suite = timed(lambda: [apply_attack(n, img, seed=0) for n in ATTACKS], args.repeat)
     print(f"  verify, no surrogate      {total:7.2f} s   (goal < 10 s: {'met' if total < 10 else 'MISSED'})")
@@ -70,7 +69,7 @@ def main() -> None:
     ]:
         print(f"    {name:<22} {timed(fn, args.repeat):7.3f} s")
     for n in ATTACKS:
-        print(f"    attack {n:<15} {timed(lambda: apply_attack(n, img, seed=0), 1):7.3f} s")
+        print(f"    attack {n:<15} {timed(lambda n=n: apply_attack(n, img, seed=0), 1):7.3f} s")
     if args.surrogate:
         from protect.surrogate import SurrogateUnavailable, load_encoder
 

@@ -131,7 +131,8 @@ def run(side: int, n_posts: int, n_targets: int, sizes: list[int], full: bool = 
     rows = []
     configs = [("posts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", "fold512") for n in sizes]
     configs += [("posts", "highpass", "fold128", sizes[-1], 2.0), ("posts", "lowpass", "plain", sizes[-1], 1.0),
-                ("posts", "lowpass", "fold512", sizes[-1], 1.0), ("jpeg85 reposts", "highpass", "fold128", sizes[-1], 1.0),
+                ("posts", "lowpass", "fold512", sizes[-1], 1.0),
+                ("jpeg85 reposts", "highpass", "fold128", sizes[-1], 1.0),
                 ("jpeg85 reposts", "highpass", "plain", sizes[-1], 1.0)]
     if full:
         configs += [("jpeg85 reposts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", "fold512")
@@ -145,7 +146,8 @@ def run(side: int, n_posts: int, n_targets: int, sizes: list[int], full: bool = 
         rows.append({
             "source": source_name, "residual": kind, "folding": folding, "posts": n, "gain": gain,
             "removal_detected": float(np.mean([d.found and d.payload == PAYLOAD for d in kept])),
-            "removal_psnr": float(np.median([psnr(m, x, data_range=255) for m, x in zip(marked_targets, removed)])),
+            "removal_psnr": float(np.median([psnr(m, x, data_range=255)
+                                             for m, x in zip(marked_targets, removed, strict=True)])),
             "forgery_detections": int(sum(d.found for d in forged)),
             "forgery_sync_only": int(sum(d.sync_only for d in forged)),
             "forgery_max_score": float(max(d.score for d in forged)),

@@ -36,8 +36,8 @@ import sys
 from pathlib import Path
 
 SETTINGS_FILE = "protect.toml"
-DEFAULTS = {"strength": None, "method": None, "visible_position": None, "workers": 0, "format": None, "jpeg_quality": 95,
-            "author": None, "copyright": None, "mark": None, "visible": None, "opt_out": True}
+DEFAULTS = {"strength": None, "method": None, "visible_position": None, "workers": 0, "format": None,
+            "jpeg_quality": 95, "author": None, "copyright": None, "mark": None, "visible": None, "opt_out": True}
 
 USAGE = """\
 protect - adds low-visibility protection noise to your pictures.
@@ -97,9 +97,11 @@ MESSAGES = {
         "close": "\nPress Enter to close this window.",
     },
     "ja": {
-        "key_created": "あなたの秘密の鍵を作成しました：{path}\n他人に見せず、必ずバックアップしてください（USB メモリや"
+        "key_created": "あなたの秘密の鍵を作成しました：{path}\n"
+                       "他人に見せず、必ずバックアップしてください（USB メモリや"
                        "パスワード管理アプリなど）。鍵がないと見えない透かしを読み取れません。",
-        "page_open": "ブラウザで protect のページを開きました：{url}\n使っている間はこのウィンドウを開いたままにしてください。"
+        "page_open": "ブラウザで protect のページを開きました：{url}\n"
+                     "使っている間はこのウィンドウを開いたままにしてください。"
                      "閉じる（または Ctrl+C）と終了します。",
         "page_missing": "このビルドにはページが含まれていません。画像をアイコンにドロップしてください。",
         "not_found": "見つからないためスキップしました：{path}",

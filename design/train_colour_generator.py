@@ -253,7 +253,8 @@ def settings_meta(train: list[Path], steps: int) -> dict:
     return {
         "algorithm": "gen16c-ss2-v2", "seed": SEED, "steps": steps, "z_channels": Z_CHANNELS, "hidden": HIDDEN,
         "flat": FLAT, "flat_tau": FLAT_TAU, "peak": PEAK, "jnd_levels": JND_LEVELS,
-        "jnd_masking": JND_MASKING, "grid_offsets": True, "activity_tau": ACTIVITY_TAU, "activity_floor": ACTIVITY_FLOOR, "block_sign": True,
+        "jnd_masking": JND_MASKING, "grid_offsets": True, "activity_tau": ACTIVITY_TAU,
+        "activity_floor": ACTIVITY_FLOOR, "block_sign": True,
         "target_score": TARGET_SCORE, "ladder": LADDER, "diversity": DIVERSITY, "crop": CROP,
         "batch": BATCH, "lr": LR, "attacks": ATTACKS, "held_out": sorted(HELD_OUT), "train": [f.name for f in train],
         "torch": torch.__version__,
@@ -314,7 +315,8 @@ def main(argv=None) -> int:
         run.append([float(loss.detach()), float(fs.detach().mean()), float(corr2.detach().mean().sqrt())])
         if step % 5 == 4:
             m = np.mean(run, 0)
-            print(f"step {step + 1} loss {m[0]:.4f} flat {m[1]:.3f} keycorr {m[2]:.3f} ({time.time() - t0:.0f} s)", flush=True)
+            print(f"step {step + 1} loss {m[0]:.4f} flat {m[1]:.3f} keycorr {m[2]:.3f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
             run = []
     meta = settings_meta(train, args.steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -346,7 +346,8 @@ def main(argv=None) -> int:
             running, key_corr = [], []
     meta = {
         "seed": SEED, "steps": args.steps, "z_channels": Z_CHANNELS, "hidden": HIDDEN, "rms_levels": RMS_LEVELS,
-        "beta": BETA, "diversity": DIVERSITY, "highpass_sigma": EXPORT_HIGHPASS_SIGMA, "texture_tau": TEXTURE_TAU, "crop": CROP, "batch": BATCH, "lr": LR, "attacks": ATTACKS,
+        "beta": BETA, "diversity": DIVERSITY, "highpass_sigma": EXPORT_HIGHPASS_SIGMA, "texture_tau": TEXTURE_TAU,
+        "crop": CROP, "batch": BATCH, "lr": LR, "attacks": ATTACKS,
         "held_out": sorted(HELD_OUT), "train": [f.name for f in train], "torch": torch.__version__,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ def main() -> None:
         font = ImageFont.truetype("DejaVuSans.ttf", 18)
     except OSError:
         font = ImageFont.load_default()
-    for i, (tile, label) in enumerate(zip(tiles, labels)):
+    for i, (tile, label) in enumerate(zip(tiles, labels, strict=False)):
         x = gap + i * (w + gap)
         sheet.paste(tile, (x, head))
         draw.text((x, 8), label, fill=(30, 30, 30), font=font)

@@ -74,7 +74,7 @@ def cel_flat_fills() -> Image.Image:
 def ink_line_art() -> Image.Image:
     w, h = 600, 600
     canvas = np.full((h * 2, w * 2), 252, np.uint8)
-    for i in range(14):
+    for _stroke in range(14):
         pts = np.cumsum(RNG.normal(0, 18, (30, 2)), 0) + RNG.uniform(200, 1000, 2)
         cv2.polylines(canvas, [pts.astype(np.int32)], False, 20, int(RNG.integers(2, 6)), cv2.LINE_AA)
     for k in range(40):  # hatching

@@ -46,7 +46,7 @@ def test_pairs_use_a_new_key_per_tile_and_differ_from_the_original():
     for src in (aa.Source("method", aa.DEFAULT_METHOD), aa.Source("gaussian"), aa.Source("mix", aa.DEFAULT_METHOD)):
         p, o, label = maker.batch(src, 4)
         assert p.shape == o.shape == (4, mode.crop, mode.crop, 3)
-        assert all(not np.array_equal(a, b) for a, b in zip(p, o)), src.kind
+        assert all(not np.array_equal(a, b) for a, b in zip(p, o, strict=False)), src.kind
         assert label.tolist() == [1.0] * 4
     assert maker.keys_used == 12
     p, o, label = maker.batch(aa.Source("method", aa.DEFAULT_METHOD), 16, clean_share=1.0)

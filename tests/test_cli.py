@@ -355,7 +355,8 @@ def test_mark_then_detect_with_and_without_the_key(tmp_path):
               "--json", tmp_path / "d.json")
     assert res.exit_code == 0
     lines = res.stdout.strip().splitlines()
-    assert lines == [f"{tmp_path / 'cel_protected.png'}: found: ann_art (certain)", f"{tmp_path / 'cel.png'}: no mark found"]
+    assert lines == [f"{tmp_path / 'cel_protected.png'}: found: ann_art (certain)",
+                     f"{tmp_path / 'cel.png'}: no mark found"]
     data = json.loads((tmp_path / "d.json").read_text())["files"]
     assert data[0]["payload_text"] == "ann_art" and data[0]["payload_hex"] == "616e6e5f61727400"
     assert data[0]["confidence"] == "certain" and data[0]["algorithm"] == "qim32-sync128-v2"

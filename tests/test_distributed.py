@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,7 +164,8 @@ def test_worker_with_a_different_key_is_refused(client, tmp_path):
         with pytest.raises(ClusterError) as err:
             protect_many([src], out=tmp_path / "cluster", settings=Settings(key=KEY), client=client)
         msg = str(err.value)
-        assert msg.startswith("key check failed, nothing submitted") and f"worker {stranger} holds a different key" in msg
+        assert msg.startswith("key check failed, nothing submitted")
+        assert f"worker {stranger} holds a different key" in msg
         assert all(w not in msg for w in before)  # only the stranger is named
         assert not (tmp_path / "cluster").exists()
         assert KEY not in msg and "another key" not in msg
@@ -197,7 +197,8 @@ def test_no_client_key_and_c2pa_are_usage_errors(client, tmp_path):
 
 
 def test_cli_against_dask_command_line_scheduler_and_two_workers(tmp_path):
-    """The issue's done-when: protect samples --scheduler tcp://127.0.0.1:PORT --out X writes the bytes of a local run."""
+    """The issue's done-when: protect samples --scheduler tcp://127.0.0.1:PORT --out X writes the bytes of a
+    local run."""
     work = tmp_path / "client"
     work.mkdir()
     shutil.copytree(SAMPLES, work / "samples", ignore=shutil.ignore_patterns("*.py"))
@@ -227,7 +228,8 @@ def test_cli_against_dask_command_line_scheduler_and_two_workers(tmp_path):
         assert "8 protected, 0 up to date, 0 failed" in res.stderr
         rep = json.loads((work / "x.json").read_text())
         assert rep["protected"] == 8 and rep["exit_code"] == 0
-        assert {f["src"] for f in rep["files"]} == {f["src"] for f in json.loads((work / "local.json").read_text())["files"]}
+        local = json.loads((work / "local.json").read_text())["files"]
+        assert {f["src"] for f in rep["files"]} == {f["src"] for f in local}
         rerun = protect("samples", "--scheduler", address, "--out", "X")
         assert rerun.returncode == 0 and "0 protected, 8 up to date" in rerun.stderr
         wrong = protect("samples", "--scheduler", address, "--out", "Y", key="not the workers' key")

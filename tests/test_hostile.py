@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import textured
-from hostile import iptc_app13, jpeg_with_app13, make_folder, many_frame_gif
+from hostile import make_folder, many_frame_gif
 from PIL import Image
 from typer.testing import CliRunner
 

@@ -125,7 +125,7 @@ def test_animation_frames_durations_loop_kept(tmp_path, fmt):
     assert len(after.frames) == 3
     assert [f.duration for f in after.frames] == [80, 120, 200]
     assert after.loop == 3
-    assert any(not np.array_equal(a.pixels, b.pixels) for a, b in zip(before.frames, after.frames))
+    assert any(not np.array_equal(a.pixels, b.pixels) for a, b in zip(before.frames, after.frames, strict=False))
 
 
 def test_format_conversion_composites_alpha_on_white_for_jpeg(tmp_path):

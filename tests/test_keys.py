@@ -54,11 +54,12 @@ def test_key_creation_is_atomic_exclusive_and_private_whatever_the_umask(tmp_pat
     """Six simultaneous first runs (real processes), umask 0: one key, the same for all."""
     cfg = tmp_path / "cfg"
     code = ("import importlib.util as u, os, sys; os.umask(0);"  # userdirs alone (stdlib only): fast starts
-            "s = u.spec_from_file_location('userdirs', sys.argv[1]); m = sys.modules['userdirs'] = u.module_from_spec(s);"
+            "s = u.spec_from_file_location('userdirs', sys.argv[1]);"
+            "m = sys.modules['userdirs'] = u.module_from_spec(s);"
             "s.loader.exec_module(m); r = m.resolve_key(); print(r.key, r.created is not None)")
     env = {**os.environ, "PROTECT_CONFIG_DIR": str(cfg)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(ROOT / "src" / "protect" / "userdirs.py")], env=env, stdout=subprocess.PIPE,
-                              text=True) for _ in range(6)]
+    argv = [sys.executable, "-c", code, str(ROOT / "src" / "protect" / "userdirs.py")]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) for _ in range(6)]
     outs = [p.communicate(timeout=120)[0].split() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert len({o[0] for o in outs}) == 1 and len(outs[0][0]) >= 40
@@ -119,4 +120,5 @@ def test_key_path_show_export_import_roundtrip(tmp_path, monkeypatch):
     assert run("key", "import", tmp_path / "empty.key", "--force").exit_code == 1
     res = run("key", "import", "-", "--force", input="from stdin\n")
     assert res.exit_code == 0, res.output
-    assert len(list((tmp_path / "newpc").glob("key.old-*"))) == 2 and (tmp_path / "newpc" / "key").read_text().strip() == "from stdin"
+    assert len(list((tmp_path / "newpc").glob("key.old-*"))) == 2
+    assert (tmp_path / "newpc" / "key").read_text().strip() == "from stdin"

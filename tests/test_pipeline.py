@@ -48,9 +48,9 @@ def test_strength_is_monotonic():
     img = textured(128, 160)
     strengths = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.85, 1.0]
     p = [psnr(img, protect_image(img, Settings(s, "k"))[0], data_range=255) for s in strengths]
-    assert all(x > y for x, y in zip(p, p[1:])), p
+    assert all(x > y for x, y in zip(p, p[1:], strict=False)), p
     mad = [np.abs(protect_image(img, Settings(s, "k"))[0].astype(int) - img).mean() for s in strengths]
-    assert all(x < y for x, y in zip(mad, mad[1:])), mad
+    assert all(x < y for x, y in zip(mad, mad[1:], strict=False)), mad
 
 
 def test_flat_fill_and_gradient_stay_clean_texture_gets_noise():

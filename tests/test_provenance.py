@@ -32,7 +32,7 @@ def _name(cn):
 @pytest.fixture(scope="module")
 def credentials(tmp_path_factory):
     """A test CA and an ES256 signing certificate with the key usages C2PA requires."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
@@ -50,7 +50,8 @@ def credentials(tmp_path_factory):
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     d = tmp_path_factory.mktemp("c2pa")
-    (d / "chain.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM))
+    pem = serialization.Encoding.PEM
+    (d / "chain.pem").write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
     (d / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                   serialization.NoEncryption()))
     return d / "chain.pem", d / "key.pem"

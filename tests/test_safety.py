@@ -8,7 +8,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import textured
 from PIL import Image

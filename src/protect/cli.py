@@ -17,7 +17,6 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -60,6 +59,13 @@ class _DefaultToRun(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+# The panels of "protect run --help".
+_PANEL_KEY = "Strength and key"
+_PANEL_OUTPUT = "Output"
+_PANEL_RUN = "Running"
+_PANEL_MARKS = "Marks and metadata"
+_PANEL_VISIBLE = "Visible signature"
+
 app = typer.Typer(
     cls=_DefaultToRun,
     no_args_is_help=True,
@@ -84,7 +90,6 @@ RUN_EXAMPLES = """Examples:
   protect ./illustrations --dry-run
 
 Settings you always use can go in config.toml next to your key (see protect.config)."""
-
 
 
 def _version(value: bool) -> None:
@@ -126,70 +131,173 @@ def _err(msg: str) -> None:
 @app.command("run", epilog=RUN_EXAMPLES)
 def run(
     paths: list[Path] = typer.Argument(..., help="Image files and folders (searched recursively).", exists=True),
-    strength: float = typer.Option(DEFAULT_STRENGTH, "--strength", "-s", min=0.0, max=1.0,
-                                   help=f"0 = unchanged ... 1 = strongest; {DEFAULT_STRENGTH:g} keeps the noise hard to see.", rich_help_panel='Strength and key'),
-    method: Method = typer.Option(DEFAULT_METHOD, "--method",
-                               help="adversarial = noise designed against an image autoencoder (default); "
-                                    "texture = the older hand-shaped noise hidden in texture (least visible, "
-                                    "weakest effect).", rich_help_panel='Strength and key'),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
-                                       help="Write outputs here, keeping relative paths and names.", rich_help_panel='Output'),
-    key: Optional[str] = typer.Option(None, "--key",
-                                      help="Your secret key (visible to other users in ps: prefer --key-file or "
-                                           f"{KEY_ENV}; default: {KEY_ENV}, else the key kept in your config folder).",
-                                      rich_help_panel='Strength and key'),
-    key_file: Optional[Path] = typer.Option(None, "--key-file", dir_okay=False,
-                                            help="Read your secret key from this file.", rich_help_panel='Strength and key'),
-    mask: Optional[Path] = typer.Option(None, "--mask", exists=True,
-                                        help="Greyscale mask (white = full strength, black = none), "
-                                             "or a folder of masks matched by relative path.", rich_help_panel='Strength and key'),
-    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Parallel processes (0 = all cores).", rich_help_panel='Running'),
-    fmt: Optional[Format] = typer.Option(None, "--format", "-f", help="Output format (default: same as input).", rich_help_panel='Output'),
-    jpeg_quality: int = typer.Option(95, "--jpeg-quality", min=1, max=100,
-                                     help="JPEG quality (4:4:4 chroma), also used for lossy WebP.", rich_help_panel='Output'),
-    max_pixels: int = typer.Option(pio.DEFAULT_MAX_PIXELS, "--max-pixels", min=1,
-                                   help="Refuse images with more pixels than this.", rich_help_panel='Running'),
-    overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="Redo outputs even when they are up to date, and replace files at output "
-                                        "paths that protect cannot prove it wrote (never folders).", rich_help_panel='Output'),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be done.", rich_help_panel='Output'),
-    json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
-                                             help="Write per-file results (status, sizes, PSNR, time) here ('-': to "
-                                                  "standard output).", rich_help_panel='Output'),
-    verify: bool = typer.Option(False, "--verify", help="Also measure SSIMULACRA2 of each output (slower).", rich_help_panel='Running'),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only.", rich_help_panel='Running'),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="One line per file: where it went, PSNR, time.", rich_help_panel='Running'),
-    mark: Optional[str] = typer.Option(None, "--mark",
-                                       help="Add an invisible watermark carrying this text (1-8 ASCII characters, "
-                                            "e.g. your handle); read it back with protect detect.", rich_help_panel='Marks and metadata'),
-    mark_hex: Optional[str] = typer.Option(None, "--mark-hex", help="The same with a 64-bit payload in hex.", rich_help_panel='Marks and metadata'),
-    no_metadata: bool = typer.Option(False, "--no-metadata",
-                                     help="Do not add the AI-training opt-out (XMP plus:DataMining) to outputs.", rich_help_panel='Marks and metadata'),
-    author: Optional[str] = typer.Option(None, "--author", help="Creator name for XMP dc:creator and EXIF Artist.", rich_help_panel='Marks and metadata'),
-    copyright_: Optional[str] = typer.Option(None, "--copyright",
-                                             help="Copyright notice for XMP dc:rights and EXIF Copyright.", rich_help_panel='Marks and metadata'),
-    opt_out: str = typer.Option("aiml", "--opt-out",
-                                help="aiml = prohibit all AI/ML training (IPTC DMI-PROHIBITED-AIMLTRAINING); "
-                                     "genai = prohibit generative AI training only (DMI-PROHIBITED-GENAIMLTRAINING).",
-                                rich_help_panel='Marks and metadata'),
-    strip_location: bool = typer.Option(False, "--strip-location",
-                                        help="Remove the location (EXIF GPS, XMP exif:GPS*) from outputs.",
-                                        rich_help_panel='Marks and metadata'),
-    visible_text: Optional[str] = typer.Option(None, "--visible", help="Draw this text as a visible signature.", rich_help_panel='Visible signature'),
-    visible_image: Optional[Path] = typer.Option(None, "--visible-image", exists=True, dir_okay=False,
-                                                 help="Draw this logo (its transparency is used) instead.", rich_help_panel='Visible signature'),
-    visible_position: Position = typer.Option("bottom-right", "--visible-position", help="Where the signature goes.", rich_help_panel='Visible signature'),
-    visible_opacity: float = typer.Option(0.5, "--visible-opacity", min=0.01, max=1.0, rich_help_panel='Visible signature'),
-    visible_scale: float = typer.Option(0.05, "--visible-scale", min=0.005, max=1.0,
-                                        help="Text height / logo width as a fraction of the shorter side.", rich_help_panel='Visible signature'),
-    c2pa: Optional[tuple[Path, Path]] = typer.Option(None, "--c2pa", metavar="CERT KEY",
-                                                     help="Sign a C2PA manifest (AI training: not allowed) with this "
-                                                          "certificate chain and private key (PEM; needs the c2pa extra of protect-art).", rich_help_panel='Marks and metadata'),
-    c2pa_alg: str = typer.Option("es256", "--c2pa-alg", help="Signing algorithm of the C2PA key.", rich_help_panel='Marks and metadata'),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT",
-                                            help="Run on this Dask cluster (needs the dask extra of protect-art; shared filesystem; "
-                                                 "every worker holds the same key in its PROTECT_KEY or "
-                                                 "PROTECT_KEY_FILE). See docs/scale.md.", rich_help_panel='Running'),
+    strength: float = typer.Option(
+        DEFAULT_STRENGTH,
+        "--strength",
+        "-s",
+        min=0.0,
+        max=1.0,
+        help=f"0 = unchanged ... 1 = strongest; {DEFAULT_STRENGTH:g} keeps the noise hard to see.",
+        rich_help_panel=_PANEL_KEY,
+    ),
+    method: Method = typer.Option(
+        DEFAULT_METHOD,
+        "--method",
+        help="adversarial = noise designed against an image autoencoder (default); "
+        "texture = the older hand-shaped noise hidden in texture (least visible, "
+        "weakest effect).",
+        rich_help_panel=_PANEL_KEY,
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        file_okay=False,
+        help="Write outputs here, keeping relative paths and names.",
+        rich_help_panel=_PANEL_OUTPUT,
+    ),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        help="Your secret key (visible to other users in ps: prefer --key-file or "
+        f"{KEY_ENV}; default: {KEY_ENV}, else the key kept in your config folder).",
+        rich_help_panel=_PANEL_KEY,
+    ),
+    key_file: Path | None = typer.Option(
+        None, "--key-file", dir_okay=False, help="Read your secret key from this file.", rich_help_panel=_PANEL_KEY
+    ),
+    mask: Path | None = typer.Option(
+        None,
+        "--mask",
+        exists=True,
+        help="Greyscale mask (white = full strength, black = none), or a folder of masks matched by relative path.",
+        rich_help_panel=_PANEL_KEY,
+    ),
+    workers: int = typer.Option(
+        0, "--workers", "-j", min=0, help="Parallel processes (0 = all cores).", rich_help_panel=_PANEL_RUN
+    ),
+    fmt: Format | None = typer.Option(
+        None, "--format", "-f", help="Output format (default: same as input).", rich_help_panel=_PANEL_OUTPUT
+    ),
+    jpeg_quality: int = typer.Option(
+        95,
+        "--jpeg-quality",
+        min=1,
+        max=100,
+        help="JPEG quality (4:4:4 chroma), also used for lossy WebP.",
+        rich_help_panel=_PANEL_OUTPUT,
+    ),
+    max_pixels: int = typer.Option(
+        pio.DEFAULT_MAX_PIXELS,
+        "--max-pixels",
+        min=1,
+        help="Refuse images with more pixels than this.",
+        rich_help_panel=_PANEL_RUN,
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Redo outputs even when they are up to date, and replace files at output "
+        "paths that protect cannot prove it wrote (never folders).",
+        rich_help_panel=_PANEL_OUTPUT,
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only list what would be done.", rich_help_panel=_PANEL_OUTPUT
+    ),
+    json_path: Path | None = typer.Option(
+        None,
+        "--json",
+        dir_okay=False,
+        help="Write per-file results (status, sizes, PSNR, time) here ('-': to standard output).",
+        rich_help_panel=_PANEL_OUTPUT,
+    ),
+    verify: bool = typer.Option(
+        False, "--verify", help="Also measure SSIMULACRA2 of each output (slower).", rich_help_panel=_PANEL_RUN
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar or summary; errors only.", rich_help_panel=_PANEL_RUN
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="One line per file: where it went, PSNR, time.", rich_help_panel=_PANEL_RUN
+    ),
+    mark: str | None = typer.Option(
+        None,
+        "--mark",
+        help="Add an invisible watermark carrying this text (1-8 ASCII characters, "
+        "e.g. your handle); read it back with protect detect.",
+        rich_help_panel=_PANEL_MARKS,
+    ),
+    mark_hex: str | None = typer.Option(
+        None, "--mark-hex", help="The same with a 64-bit payload in hex.", rich_help_panel=_PANEL_MARKS
+    ),
+    no_metadata: bool = typer.Option(
+        False,
+        "--no-metadata",
+        help="Do not add the AI-training opt-out (XMP plus:DataMining) to outputs.",
+        rich_help_panel=_PANEL_MARKS,
+    ),
+    author: str | None = typer.Option(
+        None, "--author", help="Creator name for XMP dc:creator and EXIF Artist.", rich_help_panel=_PANEL_MARKS
+    ),
+    copyright_: str | None = typer.Option(
+        None, "--copyright", help="Copyright notice for XMP dc:rights and EXIF Copyright.", rich_help_panel=_PANEL_MARKS
+    ),
+    opt_out: str = typer.Option(
+        "aiml",
+        "--opt-out",
+        help="aiml = prohibit all AI/ML training (IPTC DMI-PROHIBITED-AIMLTRAINING); "
+        "genai = prohibit generative AI training only (DMI-PROHIBITED-GENAIMLTRAINING).",
+        rich_help_panel=_PANEL_MARKS,
+    ),
+    strip_location: bool = typer.Option(
+        False,
+        "--strip-location",
+        help="Remove the location (EXIF GPS, XMP exif:GPS*) from outputs.",
+        rich_help_panel=_PANEL_MARKS,
+    ),
+    visible_text: str | None = typer.Option(
+        None, "--visible", help="Draw this text as a visible signature.", rich_help_panel=_PANEL_VISIBLE
+    ),
+    visible_image: Path | None = typer.Option(
+        None,
+        "--visible-image",
+        exists=True,
+        dir_okay=False,
+        help="Draw this logo (its transparency is used) instead.",
+        rich_help_panel=_PANEL_VISIBLE,
+    ),
+    visible_position: Position = typer.Option(
+        "bottom-right", "--visible-position", help="Where the signature goes.", rich_help_panel=_PANEL_VISIBLE
+    ),
+    visible_opacity: float = typer.Option(0.5, "--visible-opacity", min=0.01, max=1.0, rich_help_panel=_PANEL_VISIBLE),
+    visible_scale: float = typer.Option(
+        0.05,
+        "--visible-scale",
+        min=0.005,
+        max=1.0,
+        help="Text height / logo width as a fraction of the shorter side.",
+        rich_help_panel=_PANEL_VISIBLE,
+    ),
+    c2pa: tuple[Path, Path] | None = typer.Option(
+        None,
+        "--c2pa",
+        metavar="CERT KEY",
+        help="Sign a C2PA manifest (AI training: not allowed) with this "
+        "certificate chain and private key (PEM; needs the c2pa extra of protect-art).",
+        rich_help_panel=_PANEL_MARKS,
+    ),
+    c2pa_alg: str = typer.Option(
+        "es256", "--c2pa-alg", help="Signing algorithm of the C2PA key.", rich_help_panel=_PANEL_MARKS
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="Run on this Dask cluster (needs the dask extra of protect-art; shared filesystem; "
+        "every worker holds the same key in its PROTECT_KEY or "
+        "PROTECT_KEY_FILE). See docs/scale.md.",
+        rich_help_panel=_PANEL_RUN,
+    ),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
     method, visible_position = Method(method).value, Position(visible_position).value
@@ -206,8 +314,10 @@ def run(
     else:
         resolved = _cluster_key(key if key_file is None else _key(key, key_file).key)
     if resolved.created is not None and not quiet:
-        _err(f"protect: created your secret key at {resolved.created} (keep it private; back it up with "
-             "protect key export)")
+        _err(
+            f"protect: created your secret key at {resolved.created} (keep it private; back it up with "
+            "protect key export)"
+        )
     options = Options(
         settings=Settings(strength=strength, key=resolved.key, method=method),
         format=out_format,
@@ -215,8 +325,13 @@ def run(
         max_pixels=max_pixels,
         verify=verify,
         mark=payload,
-        metadata=MetadataSettings(opt_out=not no_metadata, author=author or None, copyright=copyright_ or None,
-                                  opt_out_kind=opt_out, strip_location=strip_location),
+        metadata=MetadataSettings(
+            opt_out=not no_metadata,
+            author=author or None,
+            copyright=copyright_ or None,
+            opt_out_kind=opt_out,
+            strip_location=strip_location,
+        ),
         visible=visible_mark,
         c2pa=_c2pa_credentials(c2pa),
         c2pa_alg=c2pa_alg.lower(),
@@ -229,8 +344,13 @@ def run(
     from tqdm import tqdm
 
     # a bar only for a person watching: redirected to a log it would be one line per update
-    bar = tqdm(total=len(jobs), unit="img", disable=quiet or not jobs or not sys.stderr.isatty(), file=sys.stderr,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(jobs),
+        unit="img",
+        disable=quiet or not jobs or not sys.stderr.isatty(),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     if not quiet:
         _note_unsupported(paths)
 
@@ -242,20 +362,39 @@ def run(
         elif r.status == "would protect" and not quiet:
             _err(f"would protect {r.src} -> {r.dst}")
         if verbose and not quiet and r.status in ("protected", "skipped"):
-            detail = (f" (PSNR {r.psnr:.1f} dB, {r.seconds:.2f} s)" if r.status == "protected" and r.psnr is not None
-                      else " (up to date)" if r.status == "skipped" else "")
+            detail = (
+                f" (PSNR {r.psnr:.1f} dB, {r.seconds:.2f} s)"
+                if r.status == "protected" and r.psnr is not None
+                else " (up to date)"
+                if r.status == "skipped"
+                else ""
+            )
             _err(f"{r.status}: {r.src} -> {r.dst}{detail}")
 
     try:
         if scheduler is None:
-            report = run_batch(jobs, options, workers=n_workers, overwrite=overwrite, dry_run=dry_run,
-                               on_result=on_result, progress=bar)
+            report = run_batch(
+                jobs,
+                options,
+                workers=n_workers,
+                overwrite=overwrite,
+                dry_run=dry_run,
+                on_result=on_result,
+                progress=bar,
+            )
         else:
             from .distributed import ClusterError, run_jobs
 
             try:
-                report = run_jobs(jobs, options, client=scheduler, overwrite=overwrite, dry_run=dry_run,
-                                  on_result=on_result, progress=bar)
+                report = run_jobs(
+                    jobs,
+                    options,
+                    client=scheduler,
+                    overwrite=overwrite,
+                    dry_run=dry_run,
+                    on_result=on_result,
+                    progress=bar,
+                )
             except ClusterError as exc:
                 bar.close()
                 _err(f"error: {exc}")
@@ -287,7 +426,7 @@ def run(
     raise typer.Exit(code)
 
 
-def _key(option: Optional[str], key_file: Optional[Path], *, create: bool = True):
+def _key(option: str | None, key_file: Path | None, *, create: bool = True):
     """The artist key, or a clean error (exit 2); warns when it came on the command line."""
     if option is not None:
         _err(f"warning: --key is visible to every user of this computer (ps); use --key-file or {KEY_ENV}")
@@ -313,7 +452,7 @@ def _check_writable(path: Path, hint: str) -> None:
         raise typer.BadParameter(f"{path} cannot be written (permission denied)", param_hint=hint)
 
 
-def _cluster_key(option: Optional[str]):
+def _cluster_key(option: str | None):
     """With --scheduler the client needs the workers' key too (to check them), and never makes one up."""
     from .distributed import ClusterError, key_from_environment
 
@@ -322,14 +461,17 @@ def _cluster_key(option: Optional[str]):
     except ClusterError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scheduler") from None
     if not found:
-        raise typer.BadParameter(f"give the workers' key here too (--key, {KEY_ENV} or PROTECT_KEY_FILE), "
-                                 "so protect can check they all hold it", param_hint="--scheduler")
+        raise typer.BadParameter(
+            f"give the workers' key here too (--key, {KEY_ENV} or PROTECT_KEY_FILE), "
+            "so protect can check they all hold it",
+            param_hint="--scheduler",
+        )
     from .userdirs import ResolvedKey
 
     return ResolvedKey(found, "option")
 
 
-def _check_out_is_not_an_input(paths: list[Path], out: Optional[Path]) -> None:
+def _check_out_is_not_an_input(paths: list[Path], out: Path | None) -> None:
     """--out equal to an input folder (or to the folder of an input file) would put outputs on the originals."""
     if out is None:
         return
@@ -337,9 +479,12 @@ def _check_out_is_not_an_input(paths: list[Path], out: Optional[Path]) -> None:
     for p in paths:
         folder = p.resolve() if p.is_dir() else p.resolve().parent
         if folder == target:
-            raise typer.BadParameter(f"{out} is {'the input folder' if p.is_dir() else 'the folder of ' + str(p)}; "
-                                     "outputs keep their names, so they would replace the originals. "
-                                     "Choose another folder", param_hint="--out")
+            raise typer.BadParameter(
+                f"{out} is {'the input folder' if p.is_dir() else 'the folder of ' + str(p)}; "
+                "outputs keep their names, so they would replace the originals. "
+                "Choose another folder",
+                param_hint="--out",
+            )
 
 
 def _note_unsupported(paths: list[Path]) -> None:
@@ -358,8 +503,10 @@ def _note_unsupported(paths: list[Path]) -> None:
                 found[c.suffix.lower()] = found.get(c.suffix.lower(), 0) + 1
     if found:
         kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(found.items()))
-        _err(f"note: skipped {kinds} file(s): protect reads PNG, JPEG, WebP, TIFF, BMP and GIF; "
-             "export or convert them to one of those first")
+        _err(
+            f"note: skipped {kinds} file(s): protect reads PNG, JPEG, WebP, TIFF, BMP and GIF; "
+            "export or convert them to one of those first"
+        )
 
 
 def _visible(text, image, position, opacity, scale):
@@ -383,21 +530,22 @@ def _visible(text, image, position, opacity, scale):
         raise typer.BadParameter(str(exc), param_hint="--visible") from None
 
 
-def _c2pa_credentials(paths) -> Optional[tuple[bytes, bytes]]:
+def _c2pa_credentials(paths) -> tuple[bytes, bytes] | None:
     if not paths:
         return None
     try:
         import c2pa  # noqa: F401
     except ImportError:
-        raise typer.BadParameter("C2PA signing needs the c2pa extra: pip install 'protect-art[c2pa]'",
-                                 param_hint="--c2pa") from None
+        raise typer.BadParameter(
+            "C2PA signing needs the c2pa extra: pip install 'protect-art[c2pa]'", param_hint="--c2pa"
+        ) from None
     try:
         return paths[0].read_bytes(), paths[1].read_bytes()
     except OSError as exc:
         raise typer.BadParameter(f"{exc.filename}: {exc.strerror}", param_hint="--c2pa") from None
 
 
-def _payload(mark: Optional[str], mark_hex: Optional[str]) -> Optional[bytes]:
+def _payload(mark: str | None, mark_hex: str | None) -> bytes | None:
     from .watermark import payload_from_hex, payload_from_text
 
     if mark is not None and mark_hex is not None:
@@ -415,12 +563,13 @@ def _payload(mark: Optional[str], mark_hex: Optional[str]) -> Optional[bytes]:
 @app.command("detect")
 def detect(
     files: list[Path] = typer.Argument(..., exists=True, help="Images (or folders of images) to check."),
-    key: Optional[str] = typer.Option(None, "--key",
-                                      help=f"The key the mark was made with (default: {KEY_ENV}, else your key file)."),
-    key_file: Optional[Path] = typer.Option(None, "--key-file", dir_okay=False,
-                                            help="Read the key from this file."),
-    json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False,
-                                             help="Write the results here ('-': to standard output)."),
+    key: str | None = typer.Option(
+        None, "--key", help=f"The key the mark was made with (default: {KEY_ENV}, else your key file)."
+    ),
+    key_file: Path | None = typer.Option(None, "--key-file", dir_okay=False, help="Read the key from this file."),
+    json_path: Path | None = typer.Option(
+        None, "--json", dir_okay=False, help="Write the results here ('-': to standard output)."
+    ),
     require: bool = typer.Option(False, "--require", help="Exit 1 when a file carries no readable mark (for scripts)."),
 ) -> None:
     """Look for protect's invisible watermark and print its payload.
@@ -437,7 +586,7 @@ def detect(
         raise typer.Exit(2)
     paths, seen = [], set()
     for f in files:
-        for p in (_walk_images(f, None) if f.is_dir() else [f]):
+        for p in _walk_images(f, None) if f.is_dir() else [f]:
             if p.resolve() not in seen:  # a file named twice (or inside a folder also named) is read once
                 seen.add(p.resolve())
                 paths.append(p)
@@ -467,10 +616,20 @@ def detect(
 @app.command("ui")
 def ui(
     port: int = typer.Option(0, "--port", min=0, max=65535, help="Port on 127.0.0.1 (0 = any free port)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", file_okay=False,
-                                       help="Output folder (default: ~/Pictures/protected); changeable on the page."),
-    key: Optional[str] = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
-                                      help="Your secret key (default: one generated and kept in your config folder)."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        file_okay=False,
+        help="Output folder (default: ~/Pictures/protected); changeable on the page.",
+    ),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        envvar=KEY_ENV,
+        show_envvar=True,
+        help="Your secret key (default: one generated and kept in your config folder).",
+    ),
     no_browser: bool = typer.Option(False, "--no-browser", help="Only print the address; do not open a browser."),
     workers: int = typer.Option(0, "--workers", "-j", min=0, help="Parallel processes (0 = all cores)."),
 ) -> None:
@@ -483,11 +642,12 @@ def ui(
     def announce(line: str) -> None:
         print(line, file=sys.stderr if line.startswith("error") else sys.stdout, flush=True)
 
-    raise typer.Exit(serve(port=port, out_dir=out, key=key, open_browser=not no_browser, workers=workers,
-                           announce=announce))
+    raise typer.Exit(
+        serve(port=port, out_dir=out, key=key, open_browser=not no_browser, workers=workers, announce=announce)
+    )
 
 
-def _parse_attacks(spec: Optional[str], param_hint: str = "--attacks") -> Optional[list[str]]:
+def _parse_attacks(spec: str | None, param_hint: str = "--attacks") -> list[str] | None:
     from .declutter import ATTACKS
 
     if spec is None:
@@ -497,8 +657,10 @@ def _parse_attacks(spec: Optional[str], param_hint: str = "--attacks") -> Option
         return list(ATTACKS)
     unknown = [n for n in names if n not in ATTACKS]
     if unknown or not names:
-        raise typer.BadParameter(f"unknown attack {', '.join(unknown) or '(none given)'}; "
-                                 f"choose from {', '.join(ATTACKS)}", param_hint=param_hint)
+        raise typer.BadParameter(
+            f"unknown attack {', '.join(unknown) or '(none given)'}; choose from {', '.join(ATTACKS)}",
+            param_hint=param_hint,
+        )
     return names
 
 
@@ -508,8 +670,10 @@ def _f(v, spec: str) -> str:
 
 def _print_pair(rep) -> None:
     typer.echo(f"{rep.name}  ({rep.width}x{rep.height}, {rep.seconds:.1f} s)")
-    typer.echo(f"  visibility: PSNR {rep.psnr:.2f} dB   SSIM {rep.ssim:.4f}   SSIMULACRA2 {rep.ssimulacra2:.2f}   "
-               f"CIEDE2000 mean {rep.ciede2000_mean:.2f}, p99 {rep.ciede2000_p99:.2f}")
+    typer.echo(
+        f"  visibility: PSNR {rep.psnr:.2f} dB   SSIM {rep.ssim:.4f}   SSIMULACRA2 {rep.ssimulacra2:.2f}   "
+        f"CIEDE2000 mean {rep.ciede2000_mean:.2f}, p99 {rep.ciede2000_p99:.2f}"
+    )
     _print_attack_rows({a.attack: a.__dict__ for a in rep.attacks})
     from .report import plain_verdict
 
@@ -526,8 +690,10 @@ def _print_attack_rows(rows: dict) -> None:
     for name, r in rows.items():
         line = f"  {name:<20} {_f(r['correlation'], '11.3f')} {_f(r['energy'], '7.3f')} {_f(r['survival'], '8.3f')}"
         if with_fp:
-            line += (f" {_f(r['footprint'], '9.4f')} {_f(r['footprint_gaussian'], '8.4f')}"
-                     f" {_f(r['footprint_ratio'], '6.2f')}")
+            line += (
+                f" {_f(r['footprint'], '9.4f')} {_f(r['footprint_gaussian'], '8.4f')}"
+                f" {_f(r['footprint_ratio'], '6.2f')}"
+            )
         typer.echo(line)
 
 
@@ -535,22 +701,31 @@ def _print_attack_rows(rows: dict) -> None:
 def verify(
     original: Path = typer.Argument(..., exists=True, help="The original image, or a folder of originals."),
     protected: Path = typer.Argument(..., exists=True, help="The protected image, or the folder protect wrote."),
-    json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write every figure here."),
-    report_dir: Optional[Path] = typer.Option(None, "--report", file_okay=False,
-                                              help="Write contact sheets and index.html to this folder."),
-    attacks: Optional[str] = typer.Option(None, "--attacks",
-                                          help="Comma-separated attacks to run (default: all; see protect declutter -h)."),
-    min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Exit 1 if any PSNR (dB) is below this."),
-    min_ssimulacra2: Optional[float] = typer.Option(None, "--min-ssimulacra2",
-                                                    help="Exit 1 if any SSIMULACRA2 is below this."),
-    min_survival: Optional[float] = typer.Option(None, "--min-survival",
-                                                 help="Exit 1 if survival after any attack run is below this (0-1)."),
-    surrogate_weights: Optional[Path] = typer.Option(None, "--surrogate-weights", dir_okay=False,
-                                                     help="TAEF2 encoder weights (default: ../shared/models/taef2_encoder.pth "
-                                                          "when present; needs protect-art[surrogate])."),
+    json_path: Path | None = typer.Option(None, "--json", dir_okay=False, help="Write every figure here."),
+    report_dir: Path | None = typer.Option(
+        None, "--report", file_okay=False, help="Write contact sheets and index.html to this folder."
+    ),
+    attacks: str | None = typer.Option(
+        None, "--attacks", help="Comma-separated attacks to run (default: all; see protect declutter -h)."
+    ),
+    min_psnr: float | None = typer.Option(None, "--min-psnr", help="Exit 1 if any PSNR (dB) is below this."),
+    min_ssimulacra2: float | None = typer.Option(
+        None, "--min-ssimulacra2", help="Exit 1 if any SSIMULACRA2 is below this."
+    ),
+    min_survival: float | None = typer.Option(
+        None, "--min-survival", help="Exit 1 if survival after any attack run is below this (0-1)."
+    ),
+    surrogate_weights: Path | None = typer.Option(
+        None,
+        "--surrogate-weights",
+        dir_okay=False,
+        help="TAEF2 encoder weights (default: ../shared/models/taef2_encoder.pth "
+        "when present; needs protect-art[surrogate]).",
+    ),
     no_surrogate: bool = typer.Option(False, "--no-surrogate", help="Skip the latent footprint (much faster)."),
-    surrogate_crop: int = typer.Option(512, "--surrogate-crop", min=64,
-                                       help="Side of the centre crop the encoder sees (native pixels)."),
+    surrogate_crop: int = typer.Option(
+        512, "--surrogate-crop", min=64, help="Side of the centre crop the encoder sees (native pixels)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the attacks' noise and the Gaussian comparison."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures and the final line."),
 ) -> None:
@@ -577,18 +752,30 @@ def verify(
         if rep is not None and rep.footprint_note and rep.footprint_note not in skipped_footprint:
             skipped_footprint.append(rep.footprint_note)
 
-    run = run_verify(original, protected, attacks=names,
-                     thresholds=Thresholds(min_psnr, min_ssimulacra2, min_survival),
-                     encoder=encoder, encoder_note=note, weights_used=used, crop=surrogate_crop, seed=seed,
-                     report_dir=report_dir, on_pair=on_pair)
+    run = run_verify(
+        original,
+        protected,
+        attacks=names,
+        thresholds=Thresholds(min_psnr, min_ssimulacra2, min_survival),
+        encoder=encoder,
+        encoder_note=note,
+        weights_used=used,
+        crop=surrogate_crop,
+        seed=seed,
+        report_dir=report_dir,
+        on_pair=on_pair,
+    )
     if len(run.reports) > 1 and not quiet:
         from .verify import median_by_attack
 
         fields = ("correlation", "energy", "survival", "footprint", "footprint_gaussian", "footprint_ratio")
         med = {f: median_by_attack(run.reports, f) for f in fields}
         typer.echo(f"median over {len(run.reports)} pairs")
-        typer.echo("  visibility: PSNR {:.2f} dB   SSIMULACRA2 {:.2f}".format(
-            *(float(np.median([getattr(r, k) for r in run.reports])) for k in ("psnr", "ssimulacra2"))))
+        typer.echo(
+            "  visibility: PSNR {:.2f} dB   SSIMULACRA2 {:.2f}".format(
+                *(float(np.median([getattr(r, k) for r in run.reports])) for k in ("psnr", "ssimulacra2"))
+            )
+        )
         _print_attack_rows({n: {f: med[f][n] for f in fields} for n in med["survival"]})
     if skipped_footprint and not quiet:
         typer.echo(f"latent footprint skipped: {'; '.join(skipped_footprint)}")
@@ -601,9 +788,11 @@ def verify(
         _err(f"protect: report written to {report_dir / 'index.html'}")
     missed = sum(1 for v in run.failures.values() if v)
     given = Thresholds(min_psnr, min_ssimulacra2, min_survival).given
-    _err(f"protect verify: {len(run.reports)} verified, {len(run.errors)} failed, "
-         f"{f'{missed} below threshold' if given else 'no thresholds given'}; "
-         f"{run.seconds:.1f} s")
+    _err(
+        f"protect verify: {len(run.reports)} verified, {len(run.errors)} failed, "
+        f"{f'{missed} below threshold' if given else 'no thresholds given'}; "
+        f"{run.seconds:.1f} s"
+    )
     raise typer.Exit(run.exit_code)
 
 
@@ -643,8 +832,9 @@ def declutter(
         raise typer.Exit(1) from None
 
 
-key_app = typer.Typer(help="Your secret key: where it is, show it, back it up, move it to another computer.",
-                      no_args_is_help=True)
+key_app = typer.Typer(
+    help="Your secret key: where it is, show it, back it up, move it to another computer.", no_args_is_help=True
+)
 app.add_typer(key_app, name="key")
 
 
@@ -667,7 +857,9 @@ def key_show() -> None:
 
 
 @key_app.command("export")
-def key_export(dest: Path = typer.Argument(..., help="File to write your key to (it must not exist), or - for stdout.")) -> None:
+def key_export(
+    dest: Path = typer.Argument(..., help="File to write your key to (it must not exist), or - for stdout."),
+) -> None:
     """Back your key up to a file (0600) you keep somewhere safe; detect needs the same key."""
     from .userdirs import write_key_file
 
@@ -691,9 +883,12 @@ def key_export(dest: Path = typer.Argument(..., help="File to write your key to 
 
 @key_app.command("import")
 def key_import(
-    source: Path = typer.Argument(..., help="A file holding the key (as written by protect key export), or - for stdin."),
-    force: bool = typer.Option(False, "--force", help="Replace a different key you already have "
-                                                      "(the old one is kept as key.old-TIMESTAMP)."),
+    source: Path = typer.Argument(
+        ..., help="A file holding the key (as written by protect key export), or - for stdin."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a different key you already have (the old one is kept as key.old-TIMESTAMP)."
+    ),
 ) -> None:
     """Make a backed-up key your key on this computer."""
     import time
@@ -720,12 +915,11 @@ def key_import(
         _err(f"protect: {path} already holds this key")
         return
     if old is not None and not force:
-        _err(f"error: {path} already holds a different key; pass --force to replace it "
-             "(the old one is kept beside it)")
+        _err(f"error: {path} already holds a different key; pass --force to replace it (the old one is kept beside it)")
         raise typer.Exit(1)
     try:
         if old is not None:
-            stamp = time.strftime('%Y%m%d-%H%M%S')
+            stamp = time.strftime("%Y%m%d-%H%M%S")
             backup = path.with_name(f"key.old-{stamp}")
             n = 1
             while backup.exists():

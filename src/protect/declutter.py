@@ -23,7 +23,7 @@ from __future__ import annotations
 import io as _bytes_io
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -292,7 +292,7 @@ def _cluster_runner(client, nonce: bytes, proof: str, *, group: int, window: int
                     results = [FileResult(str(j.src), str(j.dst), "failed", reason=reason) for j in jobs]
                 fut.release()
                 submit_next()
-                for job, r in zip(jobs, results):
+                for job, r in zip(jobs, results, strict=False):
                     r.src, r.dst = str(job.src), str(job.dst)  # the paths as the user gave them
                     finish(r)
         finally:

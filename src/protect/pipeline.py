@@ -383,10 +383,10 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
     The energy is averaged over the area that carries the pattern: opaque
     pixels (weighted by alpha) of active blocks (weighted by their activity
     gain), so a sprite on a transparent canvas, or a drawing on mostly white
-    paper, gets the same local strength as a picture full of texture.  The field is synthesised twice per stripe (once to
-    measure its energy, once to apply it), so only the block-grid hidden
-    vectors (1/64 of the pixels times the hidden width) are held for the
-    whole image.
+    paper, gets the same local strength as a picture full of texture.  The
+    field is synthesised twice per stripe (once to measure its energy, once
+    to apply it), so only the block-grid hidden vectors (1/64 of the pixels
+    times the hidden width) are held for the whole image.
     """
     net = generator_weights()
     h, w, _ = pixels.shape

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -158,7 +158,8 @@ def run_verify(
                 rep.footprint_note = (rep.footprint_note or "") + " (animated: first frame only)"
             if report_dir is not None:
                 rng = 255.0 if fo.pixels.dtype == np.uint8 else 65535.0
-                sheet = contact_sheet(rep, flatten_8bit(fo.pixels, fo.alpha, rng), flatten_8bit(pixels_p, fo.alpha, rng))
+                sheet = contact_sheet(rep, flatten_8bit(fo.pixels, fo.alpha, rng),
+                                      flatten_8bit(pixels_p, fo.alpha, rng))
                 rel = "sheets/" + sheet_filename(name)
                 pio.write_image(report_dir / rel, pio.ImageFile([pio.Frame(sheet)], "PNG"))
                 sheets[name] = rel

@@ -57,7 +57,7 @@ def _font_dirs() -> list[Path]:
     return [Path(data) / "fonts", home / ".fonts", Path("/usr/local/share/fonts"), Path("/usr/share/fonts")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _search_fonts(dirs: tuple[Path, ...]) -> str | None:
     wanted = {name.lower(): rank for rank, name in enumerate(FONT_FILES)}
     best = None

@@ -800,7 +800,7 @@ class _Tables:
     clipped: np.ndarray
 
     @classmethod
-    def of(cls, lum: np.ndarray, usable: np.ndarray) -> "_Tables":
+    def of(cls, lum: np.ndarray, usable: np.ndarray) -> _Tables:
         return cls(_integral(lum), _integral(usable > 0.2), _integral((usable > 0.2) & (usable < 0.75)))
 
 
@@ -923,8 +923,8 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
     #    offset of the layout, gain 1
     tables = _Tables.of(lum, usable)
     one, everything, unchanged = np.ones(1), np.arange(n), (1.0, 0.0, 0.0, 0.0)
-    coarse = max(((consider(tables, y0, x0, CLIPPED[0], everything, one, unchanged), y0, x0)
-                  for y0 in range(0, CELL, SUBSHIFT) for x0 in range(0, CELL, SUBSHIFT)))
+    coarse = max((consider(tables, y0, x0, CLIPPED[0], everything, one, unchanged), y0, x0)
+                  for y0 in range(0, CELL, SUBSHIFT) for x0 in range(0, CELL, SUBSHIFT))
     _, y0, x0 = coarse
     for y in range(y0 - SUBSHIFT // 2, y0 + SUBSHIFT // 2 + 1):
         for x in range(x0 - SUBSHIFT // 2, x0 + SUBSHIFT // 2 + 1):

@@ -97,7 +97,8 @@ def _plain(status: int, text: str, headers: list | None = None):
 
 
 DENIED = ("403 Forbidden: open the address that \"protect ui\" printed (it carries the access key of this page).\n"
-          "403 アクセスできません：「protect ui」が表示したアドレス（このページのアクセスキー付き）を開いてください。\n")
+          "403 アクセスできません：「protect ui」が表示したアドレス"
+          "（このページのアクセスキー付き）を開いてください。\n")
 
 
 class Guard:
