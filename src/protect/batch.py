@@ -663,6 +663,7 @@ def protect_file(job: Job, options: Options) -> FileResult:
             raise pio.InputError(f"something else wrote {job.dst} while protect worked; it was not replaced")
         pio.atomic_write_bytes(job.dst, data)
         st = os.stat(job.dst)
+        assert img.source is not None  # read_image(path) always stamps the file it read
         res.proof = {"src": [img.source.size, img.source.mtime_ns], "dst": _stamp(st), "sha256": digest}
         res.status = "protected"
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
@@ -680,7 +681,7 @@ def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, m
     and :func:`protect_bytes`)."""
     res.width, res.height, res.frames = img.width, img.height, len(img.frames)
     region = pio.read_mask(mask, size=(img.width, img.height)) if mask is not None else None
-    frames = []
+    frames: list[pio.Frame] = []
     worst_psnr = float("inf")
     scores = []
     for fr in img.frames:

@@ -31,9 +31,10 @@ from .userdirs import KEY_ENV, KeyProblem, resolve_key
 from .visible import POSITIONS
 
 # Fixed choices, shown in --help and checked by the parser (values from the modules that define them).
-Method = Enum("Method", {m: m for m in METHODS}, type=str)
-Format = Enum("Format", {f: f for f in ("png", "jpeg", "jpg", "webp", "tiff", "bmp", "gif")}, type=str)
-Position = Enum("Position", {p: p for p in POSITIONS}, type=str)
+# (Built from those names at import time, which mypy cannot follow: hence the ignores.)
+Method = Enum("Method", {m: m for m in METHODS}, type=str)  # type: ignore[misc]
+Format = Enum("Format", {f: f for f in ("png", "jpeg", "jpg", "webp", "tiff", "bmp", "gif")}, type=str)  # type: ignore[misc]
+Position = Enum("Position", {p: p for p in POSITIONS}, type=str)  # type: ignore[misc]
 
 #: File types people drop that protect cannot read: skipped with a note instead of silently.
 UNSUPPORTED_IMAGES = (".avif", ".heic", ".heif", ".jxl", ".psd", ".clip", ".kra")
@@ -300,7 +301,7 @@ def run(
     ),
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
-    method, visible_position = Method(method).value, Position(visible_position).value
+    method_name, position_name = Method(method).value, Position(visible_position).value
     out_format = pio.normalise_format(Format(fmt).value) if fmt else None
     _check_out_is_not_an_input(paths, out)
     if opt_out not in OPT_OUT_VALUES:
@@ -308,7 +309,7 @@ def run(
     if json_path is not None and str(json_path) != "-":
         _check_writable(json_path, "--json")
     payload = _payload(mark, mark_hex)
-    visible_mark = _visible(visible_text, visible_image, visible_position, visible_opacity, visible_scale)
+    visible_mark = _visible(visible_text, visible_image, position_name, visible_opacity, visible_scale)
     if scheduler is None:
         resolved = _key(key, key_file)
     else:
@@ -319,7 +320,7 @@ def run(
             "protect key export)"
         )
     options = Options(
-        settings=Settings(strength=strength, key=resolved.key, method=method),
+        settings=Settings(strength=strength, key=resolved.key, method=method_name),
         format=out_format,
         jpeg_quality=jpeg_quality,
         max_pixels=max_pixels,
@@ -814,6 +815,7 @@ def declutter(
     from .verify import flatten_8bit
 
     names = _parse_attacks(",".join(attack), param_hint="--attack")
+    assert names is not None  # a spec was given
     try:
         img = pio.read_image(source)
         fr = img.frames[0]

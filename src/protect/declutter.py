@@ -257,7 +257,7 @@ def adverse_cleaner(
     same filter from box filters.
     """
     img = _squeeze(pixels).astype(np.float32)
-    y = img.copy()
+    y: np.ndarray = img.copy()
     for _ in range(bilateral_passes):
         y = cv2.bilateralFilter(y, diameter, sigma_color, sigma_space)
     for _ in range(guided_passes):
@@ -298,7 +298,8 @@ def _center_crop_geometry(x: np.ndarray, *, fraction: float) -> np.ndarray:
 
 
 def _center_crop_region(x: np.ndarray, *, fraction: float) -> np.ndarray:
-    y0, x0, ch, cw = _crop_box(*x.shape[:2], fraction)
+    h, w = x.shape[:2]
+    y0, x0, ch, cw = _crop_box(h, w, fraction)
     return x[y0:y0 + ch, x0:x0 + cw]
 
 

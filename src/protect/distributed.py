@@ -110,7 +110,7 @@ def key_proof(key: str, nonce: bytes) -> str:
 try:  # the plugin is a real WorkerPlugin when dask is installed; the module imports without it
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPluginBase
 except ImportError:  # pragma: no cover - protect without the dask extra
-    _WorkerPluginBase = object
+    _WorkerPluginBase = object  # type: ignore[misc,assignment]
 
 
 class ProtectPlugin(_WorkerPluginBase):
@@ -134,19 +134,19 @@ class ProtectPlugin(_WorkerPluginBase):
         return {"mark": self.mark}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["mark"])
+        ProtectPlugin.__init__(self, state["mark"])
 
     def setup(self, worker) -> None:
         threads = max(1, int(getattr(worker.state, "nthreads", None) or getattr(worker, "nthreads", 1) or 1))
         os.environ["NUMBA_NUM_THREADS"] = str(threads)  # read by numba when it is first imported, just below
         import numba
 
-        if numba.config.NUMBA_NUM_THREADS != threads:  # numba came in earlier (e.g. with a script's imports)
+        if getattr(numba.config, "NUMBA_NUM_THREADS") != threads:  # noqa: B009 - set at import, unknown to mypy  # numba came in earlier (e.g. with a script's imports)
             try:  # re-read the environment; protect's kernels are serial, so no thread pool has started
                 numba.core.config.reload_config()
             except Exception:  # noqa: BLE001 - only the thread count is at stake  # pragma: no cover
                 pass
-        self.numba_threads = int(numba.config.NUMBA_NUM_THREADS)
+        self.numba_threads = int(getattr(numba.config, "NUMBA_NUM_THREADS"))  # noqa: B009
         try:
             self.key = key_from_environment()
             if self.key is None:

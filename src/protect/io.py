@@ -344,9 +344,11 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     Pillow's warnings (corrupt EXIF, odd palettes...) become entries of
     ``ImageFile.notes`` instead of stray lines on stderr.
     """
-    if max_bytes == "auto":
-        max_bytes = None if max_pixels is None else max_pixels * BYTES_PER_PIXEL + BYTES_SLACK
-    data, stamp = read_source(path, max_bytes=max_bytes)
+    limit = max_bytes if max_bytes != "auto" else (
+        None if max_pixels is None else max_pixels * BYTES_PER_PIXEL + BYTES_SLACK)
+    if isinstance(limit, str):
+        raise ValueError(f"max_bytes must be an int, None or 'auto', not {limit!r}")
+    data, stamp = read_source(path, max_bytes=limit)
     img = decode_image(data, max_pixels=max_pixels)
     img.source = stamp
     return img
@@ -518,19 +520,20 @@ def _decode(data: bytes, max_pixels: int | None) -> ImageFile:
             frames.append(Frame(pixels, alpha))
         elif n_frames > 1:
             total = 0
-            for fr in ImageSequence.Iterator(im):
-                fr.load()
-                total += fr.size[0] * fr.size[1]
+            for page in ImageSequence.Iterator(im):
+                page.load()
+                total += page.size[0] * page.size[1]
                 if max_pixels is not None and total > max_pixels:  # frames larger than the first
                     raise InputError(f"too large: its frames add up to over the {max_pixels / 1e6:.1f} MP limit")
-                dur = fr.info.get("duration")
+                dur = page.info.get("duration")
                 if fmt == "TIFF":
-                    if fr.size != (w, h):
+                    if page.size != (w, h):
                         raise InputError("a multipage TIFF whose pages differ in size (protect keeps pages "
                                          "of one size only)")
-                    pixels, alpha = _split_pil(fr if fr.mode in ("L", "RGB", "RGBA", "LA") else fr.convert("RGBA"))
+                    kept = page.mode in ("L", "RGB", "RGBA", "LA")
+                    pixels, alpha = _split_pil(page if kept else page.convert("RGBA"))
                 else:
-                    pixels, alpha = _split_pil(fr.convert("RGBA"))
+                    pixels, alpha = _split_pil(page.convert("RGBA"))
                 frames.append(Frame(pixels, alpha, int(dur) if dur is not None else None))
             shapes = {(f.pixels.shape, f.alpha is None) for f in frames}
             if len(shapes) > 1:  # pages of different layouts: bring them all to RGBA
@@ -575,7 +578,7 @@ def _decode(data: bytes, max_pixels: int | None) -> ImageFile:
 def _tiff_16bit_colour(im: Image.Image) -> bool:
     """A 16-bit-per-sample colour TIFF (Pillow would decode it to 8 bits)."""
     try:
-        bits = im.tag_v2.get(258)
+        bits = im.tag_v2.get(258)  # type: ignore[attr-defined]  # TIFF images only
     except AttributeError:
         return False
     if isinstance(bits, int):
@@ -902,7 +905,7 @@ def _fit_exif(exif: bytes, limit: int, notes: list[str]) -> bytes | None:
     try:
         ex = Image.Exif()
         ex.load(exif if exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + exif)
-        dropped = []
+        dropped: list[int] = []
         for _ in range(200):
             out = ex.tobytes()
             if len(out) <= limit:
@@ -950,7 +953,7 @@ def check_decodes(data: bytes, *, size: tuple[int, int], frames: int = 1) -> Non
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data))
             im.load()
-            got = (im.size, _frame_count(im, im.format))
+            got = (im.size, _frame_count(im, im.format or ""))
             if frames > 1:
                 im.seek(frames - 1)
                 im.load()
@@ -981,7 +984,7 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_RE.match(name))
 
 
-def clean_temp_files(folder: str | os.PathLike, *, target: str | None = None) -> int:
+def clean_temp_files(folder: str | os.PathLike[str], *, target: str | None = None) -> int:
     """Remove protect's own leftover temporary files in ``folder`` (only regular files
     matching its pattern; only those for ``target`` when given); return how many."""
     removed = 0

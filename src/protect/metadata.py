@@ -109,7 +109,8 @@ def optout_xmp(existing: bytes | None, settings: MetadataSettings) -> tuple[byte
     Returns ``(packet, replaced)``; ``replaced`` is True when an existing
     packet could not be parsed and was replaced.
     """
-    root = rdf = None
+    root: ET.Element | None = None
+    rdf: ET.Element | None = None
     replaced = False
     if existing:
         try:
@@ -121,7 +122,7 @@ def optout_xmp(existing: bytes | None, settings: MetadataSettings) -> tuple[byte
             root = ET.fromstring(text[start:end + len(end_tag)]) if start >= 0 and end >= 0 else None
             rdf = root if root is not None and root.tag == _q(RDF, "RDF") else (
                 root.find(_q(RDF, "RDF")) if root is not None else None)
-            if rdf is None:
+            if root is None or rdf is None:
                 raise ValueError("no rdf:RDF")
             if root.tag == _q(RDF, "RDF"):
                 meta = ET.Element(_q(X, "xmpmeta"))
@@ -130,7 +131,7 @@ def optout_xmp(existing: bytes | None, settings: MetadataSettings) -> tuple[byte
         except (ET.ParseError, ValueError):
             root = rdf = None
             replaced = True
-    if root is None:
+    if root is None or rdf is None:
         root = ET.Element(_q(X, "xmpmeta"))
         rdf = ET.SubElement(root, _q(RDF, "RDF"))
     ours = _ours(settings)

@@ -27,8 +27,8 @@ try:  # optional dependency
     import torch
     from torch import nn
 except ImportError:  # pragma: no cover - exercised when torch is absent
-    torch = None
-    nn = None
+    torch = None  # type: ignore[assignment]
+    nn = None  # type: ignore[assignment]
 
 __all__ = ["available", "default_weights", "load_encoder", "load_decoder", "TorchEncoder", "SurrogateUnavailable"]
 

@@ -215,7 +215,7 @@ def latent_shift(encode: Callable[[np.ndarray], np.ndarray], reference: np.ndarr
     """``|E(other) - E(reference)| / |E(reference)|`` on a centre crop of two 8-bit images."""
     z0 = reference_latent if reference_latent is not None else encode(_encoder_input(reference, crop))
     z1 = encode(_encoder_input(other, crop))
-    return float(np.linalg.norm(z1 - z0) / max(np.linalg.norm(z0), 1e-12))
+    return float(np.linalg.norm(z1 - z0)) / max(float(np.linalg.norm(z0)), 1e-12)
 
 
 # -------------------------------------------------------------------- verify

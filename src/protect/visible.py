@@ -168,7 +168,7 @@ def font_text_layer(text: str, height: int, font: str) -> np.ndarray:
     left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=face,
                                                                                stroke_width=ring)
     pad = _SUPERSAMPLE
-    w, h = right - left + 2 * pad, bottom - top + 2 * pad
+    w, h = int(right - left) + 2 * pad, int(bottom - top) + 2 * pad
     w += (-w) % _SUPERSAMPLE
     h += (-h) % _SUPERSAMPLE
     layers = []
@@ -218,6 +218,7 @@ def apply_visible(pixels: np.ndarray, mark: VisibleMark, *, alpha: np.ndarray | 
     maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
     size = max(4, round(min(H, W) * mark.scale))
     if mark.text is None:
+        assert mark.logo is not None  # VisibleMark holds a text or a logo
         layer = _logo_layer(mark.logo, size)
     elif mark.font in (None, HERSHEY):
         layer = text_layer(mark.text, size)

@@ -522,7 +522,7 @@ class Detection:
 
 def describe_detection(det: Detection) -> str:
     """One plain line: ``found: ann_art (certain)``, or why nothing was found."""
-    if det.found:
+    if det.found and det.payload is not None:
         text = payload_text(det.payload)
         shown = text if text is not None else det.payload.hex()
         if det.confidence == "certain":
@@ -586,11 +586,11 @@ def _sample(acf: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     h, w = acf.shape
     y0, x0 = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
     fy, fx = y - y0, x - x0
-    v = 0.0
+    v: np.ndarray | float = 0.0
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             v = v + wy * wx * acf[(y0 + dy) % h, (x0 + dx) % w]
-    return v
+    return np.asarray(v)
 
 
 _LATTICE_POINTS = ((1, 0), (0, 1), (1, 1), (1, -1))  # in lattice vectors; their negatives are implied
@@ -601,13 +601,13 @@ def _lattice_score(acf: np.ndarray, s: np.ndarray, th: np.ndarray) -> np.ndarray
     the lattice with vectors ``s * TILE`` rotated by ``th``."""
     c, sn = np.cos(th), np.sin(th)
     h, w = acf.shape
-    total = 0.0
+    total: np.ndarray | float = 0.0
     for a, b in _LATTICE_POINTS:
         x = s * TILE * (a * c - b * sn)
         y = s * TILE * (a * sn + b * c)
         inside = (np.abs(x) < w / 2 - 2) & (np.abs(y) < h / 2 - 2)
         total = total + np.where(inside, _sample(acf, y, x), 0.0)
-    return total
+    return np.asarray(total)
 
 
 def _find_lattices(r: np.ndarray, n: int = LATTICE_CANDIDATES) -> list[tuple[float, float]]:
@@ -721,6 +721,7 @@ def _sync_search(r: np.ndarray, key: str) -> tuple[float, list[tuple[float, floa
         z, corr = corr_of(r, scale, angle)
         if best is None or z > best[0]:
             best = (z, scale, angle, corr)
+    assert best is not None  # candidates is never empty
     z, scale, angle, corr = best
     peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
     raw = (scale, angle, *_subpixel(corr, int(peak[0]), int(peak[1])))
@@ -901,7 +902,9 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
         for clipped in CLIPPED:
             stat = consider(tables, 0, 0, clipped, aligned, gains, geometry)
             if start is None or stat > start[0]:
+                assert best is not None  # consider() has just set it
                 start = (stat, geometry, clipped, best[4])
+    assert start is not None  # the sync search returns at least one geometry
     geo_score, geometry, clipped, gain = start
     one_gain = np.array([gain])
     for d_angle, d_scale, d_shift in ((0.04, 0.001, 0.5), (0.02, 0.0005, 0.25)):
@@ -930,6 +933,7 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
         for x in range(x0 - SUBSHIFT // 2, x0 + SUBSHIFT // 2 + 1):
             if (y, x) != (y0, x0):
                 consider(tables, y % CELL, x % CELL, CLIPPED[0], everything, one, unchanged)
+    assert best is not None
     score, s, folded, offset, gain, (scale, angle, _, _) = best
     p_layer = min(1.0, hypotheses * math.exp(-score))
     # the payload: every data cell's phasor, turned by the reference's common phase (an offset of

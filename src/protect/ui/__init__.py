@@ -67,6 +67,7 @@ def serve(*, port: int = 0, out_dir: Path | None = None, key: str | None = None,
     if out_dir is None and settings.get("out"):
         out_dir = Path(settings["out"])
     resolved = resolve_key(key)
+    assert resolved is not None  # create=True: a key is found or made
     if resolved.created is not None:
         announce(f"protect: created your secret key at {resolved.created} (keep it private; back it up "
                  "from the page)")

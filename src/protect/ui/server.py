@@ -34,15 +34,21 @@ import sys
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import numpy as np
 
 from .. import __version__
 from .. import io as pio
+
+if TYPE_CHECKING:  # only for annotations: the page imports the heavy modules when first used
+    from ..batch import Options
+    from ..userdirs import ResolvedKey
 
 STATIC = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD = 200 * 1024 * 1024  # bytes per request (one picture per request)
@@ -60,14 +66,14 @@ class UIConfig:
     token: str
     port: int
     out_dir: Path
-    key: object  # protect.userdirs.ResolvedKey (never shown, only its source and path)
+    key: ResolvedKey  # never shown, only its source and path
     key_path: Path | None = None  # the key file, when the key comes from one
     key_created: bool = False
     max_upload: int = DEFAULT_MAX_UPLOAD
     workers: int = 0  # 0 = all cores
-    opener: object = None  # callable(Path) -> bool that shows a folder; None = the platform's
+    opener: Callable[[Path], bool] | None = None  # shows a folder; None = the platform's
     defaults: dict = field(default_factory=dict)  # the page's initial settings (from config.toml)
-    on_stop: object = None  # callable() that stops the server (the page's Stop button); None = not offered
+    on_stop: Callable[[], None] | None = None  # stops the server (the page's Stop button); None = not offered
     session: str = field(default_factory=lambda: os.urandom(24).hex())
 
     @property
@@ -286,7 +292,7 @@ def build_options(raw: dict, key: str):
     try:
         preset = raw.get("preset")
         strength = float(raw["strength"]) if raw.get("strength") is not None else STRENGTH_PRESETS.get(
-            preset, DEFAULT_STRENGTH)
+            str(preset), DEFAULT_STRENGTH)
         settings = Settings(strength=strength, key=key, method=raw.get("method") or DEFAULT_METHOD)
         fmt = pio.normalise_format(raw["format"]) if raw.get("format") else None
         mark = payload_from_text(str(raw["mark"])) if raw.get("mark") else None
@@ -308,7 +314,7 @@ def build_options(raw: dict, key: str):
 @dataclass
 class Batch:
     id: str
-    options: object
+    options: Options
     staging: Path
     files: list = field(default_factory=list)  # (staged path, relative path)
     results: list = field(default_factory=list)
@@ -460,9 +466,9 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
 
             fr = pio.read_image(staged).frames[0]
             det = detect_mark(fr.pixels, cfg.key.key, alpha=fr.alpha)
-            text = payload_text(det.payload) if det.found else None
-            return {"name": rel, "found": det.found, "text": text,
-                    "hex": det.payload.hex() if det.found else None, "z": round(det.z, 1)}
+            payload = det.payload if det.found else None
+            return {"name": rel, "found": det.found, "text": payload_text(payload) if payload is not None else None,
+                    "hex": payload.hex() if payload is not None else None, "z": round(det.z, 1)}
 
         try:
             return JSONResponse(await run_in_threadpool(run))
