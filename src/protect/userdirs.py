@@ -14,33 +14,34 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
 
 KEY_ENV = "PROTECT_KEY"
 
 
+APP = "protect"
+
+
 def config_dir() -> Path:
-    """``$PROTECT_CONFIG_DIR``, else the platform's per-user config folder + ``protect``."""
+    """``$PROTECT_CONFIG_DIR``, else the platform's per-user config folder + ``protect``
+    (platformdirs: ``$XDG_CONFIG_HOME/protect`` or ``~/.config/protect`` on Linux,
+    ``~/Library/Application Support/protect`` on macOS, ``%APPDATA%\\protect`` (roaming,
+    so the key follows a Windows user between machines) on Windows)."""
     if os.environ.get("PROTECT_CONFIG_DIR"):
         return Path(os.environ["PROTECT_CONFIG_DIR"])
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / "protect"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "protect"
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "protect"
+    return Path(platformdirs.user_config_dir(APP, appauthor=False, roaming=True))
 
 
 def cache_dir() -> Path:
-    """``$PROTECT_CACHE_DIR``, else the platform's per-user cache folder + ``protect``."""
+    """``$PROTECT_CACHE_DIR``, else the platform's per-user cache folder + ``protect``
+    (``$XDG_CACHE_HOME/protect`` or ``~/.cache/protect``, ``~/Library/Caches/protect``,
+    ``%LOCALAPPDATA%\\protect\\Cache``)."""
     if os.environ.get("PROTECT_CACHE_DIR"):
         return Path(os.environ["PROTECT_CACHE_DIR"])
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "protect" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "protect"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "protect"
+    return Path(platformdirs.user_cache_dir(APP, appauthor=False))
 
 
 class KeyProblem(ValueError):
