@@ -20,7 +20,7 @@ on the CPU:
   and, in the default mode, the first purifier fine-tuned with a TAEF2 latent
   loss (an attacker who knows the encoder).
 * **Evaluation** on images and keys never trained on: the 5 held-out corpus
-  images (those ``design/train_generator.py`` holds out) and every image of
+  images (those ``design/corpus_data.py`` holds out) and every image of
   ``samples/``, protected at full resolution with other keys, then centre
   (and, for the corpus, two random) crops.  Per crop: ``keep`` =
   |E(f(p)) - E(o)| / |E(p) - E(o)|, E the TAEF2 encoder, f the purifier,
@@ -83,7 +83,7 @@ except ImportError:  # the skip line in main() says so
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 RESULTS = ROOT / "benchmarks" / "results"
-#: The corpus images design/train_generator.py never trained on; never trained on here either.
+#: The corpus images the generator never trained on (design/corpus_data.HELD_OUT); never trained on here either.
 HELD_OUT = ("van-gogh_starry-night.jpg", "comic-E05P01-part.png", "looking-glass_tenniel_46.png",
             "cover_just-so.jpg", "kipling_4-1.png")
 TRAIN_STRENGTHS = (0.2, 0.7)

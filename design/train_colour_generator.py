@@ -1,8 +1,10 @@
 """Offline design of protect's colour generator (algorithm ``gen16c-ss2-v2``).
 
-The successor of ``train_generator.py``'s luma generator (issue 12): the
-same block-grid network, but trained for latent shift per unit of
-*perceived* visibility instead of per unit of (weighted) MSE.
+The successor of the first luma generator (``train_generator.py``,
+gen16-taef2-v1, now in the git history only; issue 12): the same block-grid
+network, but trained for latent shift per unit of *perceived* visibility
+instead of per unit of (weighted) MSE.  The corpus, the held-out images and
+the attacks come from ``corpus_data.py``.
 
 Generator, for an sRGB image in [0, 1] (H and W multiples of 8):
 
@@ -21,7 +23,7 @@ Generator, for an sRGB image in [0, 1] (H and W multiples of 8):
 Objective (minimised), with each crop's perturbation d first scaled to the
 amplitude a* at which SSIMULACRA2 is TARGET_SCORE (see :func:`losses`):
 ``-log |E(A(clip(x + d))) - E(A(x))|`` (TAEF2, an expectation over attacks A
-as in train_generator.py) ``+ log D(x, x + d) / k`` with D the distortion of
+as in the first generator's script) ``+ log D(x, x + d) / k`` with D the distortion of
 a differentiable SSIMULACRA 2 (``ssimulacra2_torch.py``) and k its slope in
 amplitude, ``+ PEAK * log L4(d / JND)`` ``+ FLAT * (share of d's energy on flat
 pixels)``, which keeps the pattern off flat colour where the eye finds it
@@ -50,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 import ssimulacra2_torch  # noqa: E402
-from train_generator import ATTACKS, HELD_OUT, Data, apply_attack, corpus_files, native_side  # noqa: E402
+from corpus_data import ATTACKS, HELD_OUT, Data, apply_attack, corpus_files, native_side  # noqa: E402
 
 from protect.pipeline import PAPER_LUMA, dct_basis  # noqa: E402
 from protect.surrogate import load_encoder  # noqa: E402
@@ -67,7 +69,11 @@ DIVERSITY = 1.0
 ACTIVITY_TAU = 2.0 / 255.0  # block luma std at which a block's gain is halfway between FLOOR and 1
 ACTIVITY_FLOOR = 0.2  # gain of a nearly flat block (skin shading, scanned paper); exactly flat blocks get 0
 TARGET_SCORE = 86.0  # the SSIMULACRA2 at which the latent shift is maximised (iso-visibility)
-CROP = 160
+CROP = 160  # side of the held-out crops the training curve is measured on
+# Side the encoder sees in training, at native size and after the ½ / ¼ downscales (crops of 2x and 4x
+# are cut for those).  The shipped weights were trained at 256: until the shared data module took a
+# crop argument, native_side() used the first generator's CROP (256), not CROP above.
+TRAIN_SIDE = 256
 BATCH = 4
 LR = 2e-3
 
@@ -256,6 +262,7 @@ def settings_meta(train: list[Path], steps: int) -> dict:
         "jnd_masking": JND_MASKING, "grid_offsets": True, "activity_tau": ACTIVITY_TAU,
         "activity_floor": ACTIVITY_FLOOR, "block_sign": True,
         "target_score": TARGET_SCORE, "ladder": LADDER, "diversity": DIVERSITY, "crop": CROP,
+        "train_side": TRAIN_SIDE,
         "batch": BATCH, "lr": LR, "attacks": ATTACKS, "held_out": sorted(HELD_OUT), "train": [f.name for f in train],
         "torch": torch.__version__,
     }
@@ -303,7 +310,7 @@ def main(argv=None) -> int:
         if step == args.steps:
             break
         attack = names[rng.choice(len(names), p=probs / probs.sum())]
-        x = data.batch(native_side(attack) + 8, BATCH)
+        x = data.batch(native_side(attack, TRAIN_SIDE) + 8, BATCH)
         offset = (int(rng.integers(8)), int(rng.integers(8)))
         s, vis, fs, corr2, peak = losses(gen, enc, x, attack, gen_rng, offset)
         loss = (-torch.log(s + 1e-12) + torch.log(vis + 1e-12) + PEAK * torch.log(peak) + FLAT * fs

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "design"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "design"))
 
 import ssimulacra2_torch  # noqa: E402
 
@@ -31,3 +32,18 @@ def test_torch_ssimulacra2_agrees_with_protect_metrics(sigma):
     x = t(b).requires_grad_(True)
     ssimulacra2_torch.distortion(t(a), x).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_held_out_images_are_the_same_everywhere():
+    """The adversary benchmark must never train on an image the generator was trained on either."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import adaptive_attack
+    import corpus_data
+
+    assert set(adaptive_attack.HELD_OUT) == corpus_data.HELD_OUT
+
+
+def test_native_side_scales_with_the_downscale():
+    import corpus_data
+
+    assert [corpus_data.native_side(a, 100) for a in ("native", "down2", "down4", "blur1")] == [100, 200, 400, 100]

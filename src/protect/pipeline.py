@@ -5,7 +5,7 @@ key and the image content, and runs one of two perturbation methods:
 
 * ``"adversarial"`` (the default): the image-conditioned generator of
   :mod:`protect.kernels.generator`, designed offline against a
-  latent-diffusion autoencoder (``design/train_generator.py``) and shipped
+  latent-diffusion autoencoder (``design/train_colour_generator.py``) and shipped
   as ``kernels/generator.npz``; its output is scaled to a fixed
   visibility-weighted RMS per image;
 * ``"texture"``: the original hand-shaped mid-band DCT noise of

@@ -1,7 +1,7 @@
 """Kernels of the image-conditioned perturbation generator.
 
 The generator was designed offline against a latent-diffusion autoencoder
-(``design/train_generator.py``); here it runs without torch, block by block
+(``design/train_colour_generator.py``); here it runs without torch, block by block
 on the 8-px grid:
 
 1. :func:`generator_features_kernel` - the orthonormal 8x8 DCT of each luma
