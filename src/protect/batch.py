@@ -31,6 +31,7 @@ only the file it was working on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -101,25 +102,65 @@ class Options:
     def fingerprint(self, mask: Path | None, secret: bytes = b"") -> str:
         """Keyed digest of every setting that changes the output bytes.
 
-        An HMAC under ``secret`` (the output root's state secret) of the
-        settings, the key entering only through :func:`_key_id` (slow and
-        salted): the stored value says nothing about the key to whoever cannot
-        read the secret, and a leaked secret still leaves a weak key one
-        scrypt per guess to find.
+        Every field of this dataclass enters it, except those named in
+        :data:`FINGERPRINT_EXCLUDED` (each with its reason), so a new option
+        is part of it without anyone remembering to add it; nested settings
+        (:class:`~protect.pipeline.Settings`, ``MetadataSettings``,
+        ``VisibleMark``) enter field by field the same way (see
+        :func:`_fingerprint_value`).  An HMAC under ``secret`` (the output
+        root's state secret), the key entering only through :func:`_key_id`
+        (slow and salted): the stored value says nothing about the key to
+        whoever cannot read the secret, and a leaked secret still leaves a weak
+        key one scrypt per guess to find.
         """
         mask_id = None
         if mask is not None:
             st = mask.stat()
             mask_id = [str(mask), st.st_size, st.st_mtime_ns]
-        payload = json.dumps(
-            [__version__, self.settings.algorithm, self.settings.strength, _key_id(self.settings.key), self.format,
-             self.jpeg_quality, mask_id,
-             [MARK_ALGORITHM, self.mark.hex()] if self.mark is not None else None,
-             [self.metadata.opt_out, self.metadata.author, self.metadata.copyright, *self.metadata.extra_id()],
-             _visible_id(self.visible),
-             hashlib.sha256(self.c2pa[0]).hexdigest()[:16] if self.c2pa is not None else None]
-        )
+        fields = {f.name: _fingerprint_value(getattr(self, f.name), f.name)
+                  for f in dataclasses.fields(self) if f.name not in FINGERPRINT_EXCLUDED}
+        payload = json.dumps([__version__, mask_id, fields], sort_keys=True)
         return hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+#: The :class:`Options` fields left out of the fingerprint, each with why: they never change the bytes written.
+FINGERPRINT_EXCLUDED = {
+    "max_pixels": "a limit: a file over it is refused, one under it is written the same whatever the limit",
+    "verify": "only measures the output (SSIMULACRA2 in the report); the bytes written are the same",
+}
+
+
+def _fingerprint_value(value, name: str = ""):
+    """A JSON value standing for ``value`` in :meth:`Options.fingerprint`: dataclasses field by
+    field (recursively), bytes and arrays by a digest, the key by :func:`_key_id`, the watermark
+    payload with the mark's algorithm version, a font by its file name."""
+    if isinstance(value, Settings):
+        d = {f.name: (_key_id(value.key) if f.name == "key" else _fingerprint_value(getattr(value, f.name), f.name))
+             for f in dataclasses.fields(value)}
+        d["algorithm"] = value.algorithm  # the method's version: a new algorithm never reuses an old output
+        return d
+    if name == "mark" and isinstance(value, bytes):
+        return [MARK_ALGORITHM, value.hex()]
+    if name == "c2pa" and isinstance(value, tuple):
+        # the certificate chain names the signer; the private key is not digested into the state
+        # (a C2PA signature differs on every run anyway)
+        return hashlib.sha256(value[0]).hexdigest()[:16]
+    if name == "font" and isinstance(value, str):
+        return os.path.basename(value)  # a different font draws a different signature
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _fingerprint_value(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, np.ndarray):
+        a = np.ascontiguousarray(value)
+        return hashlib.sha256(a.dtype.str.encode() + repr(a.shape).encode() + a.tobytes()).hexdigest()[:16]
+    if isinstance(value, (bytes, bytearray)):
+        return hashlib.sha256(value).hexdigest()[:16]
+    if isinstance(value, (tuple, list)):
+        return [_fingerprint_value(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"the fingerprint has no rule for {name}: {type(value).__name__}")
 
 
 @dataclass
@@ -575,14 +616,6 @@ class OutputLocks:
 
 
 # ---------------------------------------------------------------- processing
-
-
-def _visible_id(mark: VisibleMark | None) -> list | None:
-    if mark is None:
-        return None
-    logo = hashlib.sha256(mark.logo.tobytes()).hexdigest()[:16] if mark.logo is not None else None
-    font = os.path.basename(mark.font) if mark.font else None  # a different font draws a different signature
-    return [mark.text, logo, mark.position, mark.opacity, mark.scale, font]
 
 
 def _with_metadata(img: pio.ImageFile, settings: MetadataSettings) -> tuple[pio.ImageFile, str | None]:

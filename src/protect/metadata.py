@@ -69,10 +69,6 @@ class MetadataSettings:
     def active(self) -> bool:
         return self.opt_out or bool(self.author) or bool(self.copyright)
 
-    def extra_id(self) -> list:
-        """The settings added after the first release, for the batch fingerprint."""
-        return [self.opt_out_kind, self.strip_location]
-
 
 def _q(ns: str, name: str) -> str:
     return f"{{{ns}}}{name}"
