@@ -59,7 +59,8 @@ GOLDEN_INPUT = {
     "painting_16bit.png":
         "8adcfaf5f50e7e52ee64a1f80ecd65700678e6833e4f43138b11bf6e4b7fe91b",
     "sprite_transparent.png":
-        "7b9f4307f2e25a91ecbf93db4a11f643129d56f27bfdf85ac84cacade2f6b831 b600e93a415c519dcc6d6b95ddd20949293bc843f0463033d4bab4f6f36fc97f",
+        "7b9f4307f2e25a91ecbf93db4a11f643129d56f27bfdf85ac84cacade2f6b831"
+        " b600e93a415c519dcc6d6b95ddd20949293bc843f0463033d4bab4f6f36fc97f",
 }
 
 GOLDEN_PROTECT = {
@@ -182,7 +183,7 @@ def _table() -> str:  # pragma: no cover - run by hand, see the module docstring
     for name in sorted({c[0] for c in CASES}):
         fr = _frame(name)
         got = array_digest(fr.pixels) + ("" if fr.alpha is None else " " + array_digest(fr.alpha))
-        lines.append(f'    "{name}":\n        "{got}",')
+        lines.append(f'    "{name}":\n        "' + got.replace(" ", '"\n        " ') + '",')
     lines += ["}", "", "GOLDEN_PROTECT = {"]
     for name, method, strength in CASES:
         lines.append(f'    ("{name}", "{method}", {strength}):\n'
