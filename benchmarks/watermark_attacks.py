@@ -23,7 +23,10 @@ high-pass estimate from the most posts is applied at 2 levels as well (``x2``).
 
 Posts are 768 px centre-and-corner crops of ``samples/`` and
 ``../shared/corpus/`` at 1024 px long side; the attack figures are written to
-``benchmarks/results/watermark-attacks.{json,md}``.
+``benchmarks/results/watermark-attacks.{json,md}`` after every row, and a run
+started again with the same settings skips the rows already there (``--fresh``
+starts over); ``--rows 0,3-5`` runs only those rows of the list (``--list``
+prints it), so a slow machine can run them in pieces.
 """
 
 from __future__ import annotations
@@ -118,7 +121,27 @@ def apply(img: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img.astype(np.float32) + delta[..., None]), 0, 255).astype(np.uint8)
 
 
-def run(side: int, n_posts: int, n_targets: int, sizes: list[int], full: bool = False) -> dict:
+def configs(sizes: list[int], full: bool = False) -> list[tuple[str, str, str, int, float]]:
+    """Every row of the attack table: (source, residual, folding, posts, gain)."""
+    rows = [("posts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", "fold512") for n in sizes]
+    rows += [("posts", "highpass", "fold128", sizes[-1], 2.0), ("posts", "lowpass", "plain", sizes[-1], 1.0),
+             ("posts", "lowpass", "fold512", sizes[-1], 1.0), ("jpeg85 reposts", "highpass", "fold128", sizes[-1], 1.0),
+             ("jpeg85 reposts", "highpass", "plain", sizes[-1], 1.0)]
+    if full:
+        rows += [("jpeg85 reposts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", "fold512")
+                 for n in sizes[:-1]]
+    return rows
+
+
+def _row_id(cfg: tuple) -> str:
+    source, kind, folding, n, gain = cfg
+    return f"{source}|{kind}|{folding}|{n}|{gain:g}"
+
+
+def run(side: int, n_posts: int, n_targets: int, sizes: list[int], full: bool = False,
+        only: set[int] | None = None, done: dict | None = None, save=None) -> dict:
+    """The attack table; ``only``: the indices of :func:`configs` to run; ``done``: rows measured
+    before (by their id), kept and not run again; ``save(result)`` is called after every row."""
     pool = posts(side, n_posts + 2 * n_targets)
     cv2.setNumThreads(1)
     sources = pool[:n_posts]
@@ -127,46 +150,64 @@ def run(side: int, n_posts: int, n_targets: int, sizes: list[int], full: bool = 
     marked_sources = [wm.embed_mark(p, PAYLOAD, KEY) for p in sources]
     marked_targets = [wm.embed_mark(p, PAYLOAD, KEY) for p in targets]
     reposts = [jpeg(m, quality=85) for m in marked_sources]
-    baseline = [wm.detect_mark(m, KEY) for m in marked_targets]
-    rows = []
-    configs = [("posts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", "fold512") for n in sizes]
-    configs += [("posts", "highpass", "fold128", sizes[-1], 2.0), ("posts", "lowpass", "plain", sizes[-1], 1.0),
-                ("posts", "lowpass", "fold512", sizes[-1], 1.0),
-                ("jpeg85 reposts", "highpass", "fold128", sizes[-1], 1.0),
-                ("jpeg85 reposts", "highpass", "plain", sizes[-1], 1.0)]
-    if full:
-        configs += [("jpeg85 reposts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", "fold512")
-                    for n in sizes[:-1]]
+    done = dict(done or {})
+    if "baseline" not in done:
+        done["baseline"] = float(np.mean([(lambda d: d.found and d.payload == PAYLOAD)(wm.detect_mark(m, KEY))
+                                          for m in marked_targets]))
     sources_of = {"posts": marked_sources, "jpeg85 reposts": reposts}
-    for source_name, kind, folding, n, gain in configs:
+    table = configs(sizes, full)
+
+    def result() -> dict:
+        rows = [done[_row_id(c)] for c in table if _row_id(c) in done]
+        return {"side": side, "targets": n_targets, "posts_total": n_posts, "algorithm": wm.ALGORITHM,
+                "baseline_detected": done["baseline"], "rows": rows}
+
+    for i, cfg in enumerate(table):
+        if (only is not None and i not in only) or _row_id(cfg) in done:
+            continue
+        source_name, kind, folding, n, gain = cfg
+        t0 = time.perf_counter()
         est = estimate(sources_of[source_name][:n], kind, folding)
         removed = [apply(m, -gain * est) for m in marked_targets]
         kept = [wm.detect_mark(x, KEY) for x in removed]
         forged = [wm.detect_mark(apply(c, gain * est), KEY) for c in clean]
-        rows.append({
+        done[_row_id(cfg)] = {
             "source": source_name, "residual": kind, "folding": folding, "posts": n, "gain": gain,
             "removal_detected": float(np.mean([d.found and d.payload == PAYLOAD for d in kept])),
             "removal_psnr": float(np.median([psnr(m, x, data_range=255)
                                              for m, x in zip(marked_targets, removed, strict=True)])),
+            "removal_min_score": float(min(d.score for d in kept)),
             "forgery_detections": int(sum(d.found for d in forged)),
             "forgery_sync_only": int(sum(d.sync_only for d in forged)),
             "forgery_max_score": float(max(d.score for d in forged)),
-        })
-        print(rows[-1], flush=True)
-    return {"side": side, "targets": n_targets, "baseline_detected": float(np.mean(
-        [d.found and d.payload == PAYLOAD for d in baseline])), "rows": rows}
+            "forgery_min_p": float(min(d.p_value for d in forged)),
+            "seconds": time.perf_counter() - t0,
+        }
+        print(i, done[_row_id(cfg)], flush=True)
+        if save is not None:
+            save(result())
+    return result()
 
 
 def markdown(res: dict) -> str:
-    lines = [f"Posts {res['side']} x {res['side']} px; marked posts detected before any attack: "
-             f"{100 * res['baseline_detected']:.0f} % of {res['targets']}.", "",
+    lines = [f"Posts {res['side']} x {res['side']} px, algorithm {res.get('algorithm', '?')}; marked posts "
+             f"detected before any attack: {100 * res['baseline_detected']:.0f} % of {res['targets']}.", "",
              "| estimate from | residual | folding | posts | applied | removal: still detected | PSNR | "
-             "forgery: detections | sync only |", "|---|---|---|---|---|---|---|---|---|"]
+             "forgery: detections | sync only | largest forgery score |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(f"| {r['source']} | {r['residual']} | {r['folding']} | {r['posts']} | x{r['gain']:g} | "
                      f"{100 * r['removal_detected']:.0f} % | {r['removal_psnr']:.1f} dB | "
-                     f"{r['forgery_detections']} of {res['targets']} | {r['forgery_sync_only']} |")
+                     f"{r['forgery_detections']} of {res['targets']} | {r['forgery_sync_only']} | "
+                     f"{r['forgery_max_score']:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _parse_rows(text: str) -> set[int]:
+    out: set[int] = set()
+    for part in filter(None, text.split(",")):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,19 +217,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--targets", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="10 posts, 5 targets")
     ap.add_argument("--all", action="store_true", help="also the JPEG 85 reposts at every number of posts")
+    ap.add_argument("--rows", default="", help="only these rows of the table, e.g. 0,4-6 (see --list)")
+    ap.add_argument("--list", action="store_true", help="print the rows of the table and exit")
+    ap.add_argument("--fresh", action="store_true", help="do not keep the rows of an earlier run")
     args = ap.parse_args(argv)
     sizes = [n for n in (5, 20, 40) if n <= args.posts]
     if args.quick:
         args.posts, args.targets, sizes = 10, 5, [5, 10]
-    t0 = time.perf_counter()
-    res = run(args.side, args.posts, args.targets, sizes, args.all)
-    md = f"Measured {time.strftime('%Y-%m-%d')} ({time.perf_counter() - t0:.0f} s).\n\n" + markdown(res)
-    print(md)
+    if args.list:
+        for i, cfg in enumerate(configs(sizes, args.all)):
+            print(i, _row_id(cfg))
+        return 0
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     name = "watermark-attacks-quick" if args.quick else "watermark-attacks"
-    pio.atomic_write_bytes(out / f"{name}.json", (json.dumps(res, indent=1) + "\n").encode())
-    pio.atomic_write_bytes(out / f"{name}.md", md.encode())
+    done: dict = {}
+    earlier = out / f"{name}.json"
+    if earlier.exists() and not args.fresh:
+        old = json.loads(earlier.read_text())
+        same = (old.get("side"), old.get("targets"), old.get("posts_total"), old.get("algorithm")) == \
+            (args.side, args.targets, args.posts, wm.ALGORITHM)
+        if same:
+            done = {_row_id((r["source"], r["residual"], r["folding"], r["posts"], r["gain"])): r for r in old["rows"]}
+            done["baseline"] = old["baseline_detected"]
+    t0 = time.perf_counter()
+
+    def save(res: dict) -> None:
+        md = (f"Measured {time.strftime('%Y-%m-%d')} (this run {time.perf_counter() - t0:.0f} s; "
+              f"seconds per row in the json).\n\n" + markdown(res))
+        pio.atomic_write_bytes(out / f"{name}.json", (json.dumps(res, indent=1) + "\n").encode())
+        pio.atomic_write_bytes(out / f"{name}.md", md.encode())
+
+    res = run(args.side, args.posts, args.targets, sizes, args.all, _parse_rows(args.rows) or None, done, save)
+    save(res)
+    print(markdown(res))
     return 0
 
 
