@@ -64,6 +64,7 @@ estimated from a few posts and copied onto any picture.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import math
 from dataclasses import dataclass
@@ -106,9 +107,14 @@ TEXTURE_MOVE = 2.0  # ... rising to all of it where the perceptual mask's cell m
 STEP = 2.0  # quantiser step of the cell means, 8-bit levels (bits 0 / 1 are STEP / 2 apart)
 REF_CELLS = CELLS * CELLS - CODED_BITS  # cells with keyed known bits: detection and sync
 GAIN_RANGE = (0.8, 1.25)  # brightness/contrast gains searched when the sync gives the alignment
-GAIN_STEP = 0.002  # relative; keeps the phase error of a 255-level mean under STEP / 8
+# relative, on a log grid: half a step off moves a 250-level mean by 0.25 level, a phase error of
+# 2 pi 0.25 / STEP = 45 degrees at most (cos 0.7), under 0.1 level (18 degrees) for the median cell
+GAIN_STEP = 0.002
 FINAL_GAIN_SPAN = 5  # gain steps either side of the one chosen on the middle cells, tried on the whole picture
-CLIPPED = (0.5, 0.02)  # cells may have this share of pixels clipped: white paper, or after brightening
+# Cells may have this share of pixels clipped (any channel at 0 or full scale): the lenient rule keeps
+# white paper's cells (their unclipped pixels still carry the change), the strict one drops cells whose
+# mean brightening clipped; both are tried (2 hypotheses' worth in the p-value) and the better kept.
+CLIPPED = (0.5, 0.02)
 REFINE_CELLS = 1024  # the cells nearest the middle (a 1024 px square) on which gain and geometry are chosen
 # The geometry refinement after the sync: (angle steps in degrees, relative scale steps, shifts in px) per
 # stage, coarse to fine.  The sync's lattice search leaves ~0.1 degree and ~0.1 % (measured on rotation 2
@@ -119,16 +125,35 @@ REFINE_STAGES = (
     (tuple(np.arange(-0.03, 0.0301, 0.01)), (-0.0005, 0.0, 0.0005), (-0.25, 0.0, 0.25)),
     ((-0.005, 0.0, 0.005), (-0.00025, 0.0, 0.00025), (-0.125, 0.0, 0.125)),
 )
-SUBSHIFT = 4  # px: the grid of cell phases tried when the cell grid is searched without the sync
+# px: the grid of cell phases tried when the cell grid is searched without the sync (then every pixel
+# around the best): a cell's score falls to about half at 4 px off on texture, so the coarse grid
+# cannot miss a mark that is there, at 64 instead of 1024 phases
+SUBSHIFT = 4
 P_FOUND = 1e-6  # modelled chance of a false detection under which a mark is reported found
 P_CERTAIN = 1e-9  # ... and reported "certain"
-Z_THRESHOLD = 6.5  # sync z above which the sync pattern counts as present (it proves nothing alone)
-RANK_CROP = 1024  # side of the centre crop on which lattice candidates are ranked
-LATTICE_CANDIDATES = 8  # lattices from the autocorrelation tried besides "unchanged"
-WHITEN_SIGMA = 4.0  # frequency bins: the local average that whitens the crop's power spectrum
-SYNC_RINGS = 6  # rings of spatial frequency over the band, for whitening
-VARIANCE_FLOOR = 0.5  # levels^2: rounding and mild compression noise
+# sync z above which the sync pattern counts as present (it proves nothing alone: only `sync_only`
+# uses it); issue 5's 2,000 unmarked crops peaked at 5.9
+Z_THRESHOLD = 6.5
+# side of the centre crop whose autocorrelation gives the lattice candidates and on which they are
+# ranked: two 1.7x tiles fit (the largest scale searched), and a 1 MP FFT keeps 4 MP pictures fast
+RANK_CROP = 1024
+# lattices from the autocorrelation tried besides "unchanged" (issue 5: the true one was within
+# the first 3 on its 29 images after resize and rotation; 8 leaves a margin at 1 MP of folding each)
+LATTICE_CANDIDATES = 8
+# frequency bins: the local average that whitens the crop's power spectrum; wider than a lattice
+# spike (1-2 bins after the Hann window) so the spikes stand out, narrower than the artwork's slope
+WHITEN_SIGMA = 4.0
+# rings of spatial frequency over the band (periods 4-16 px), for whitening the folded tile: enough to
+# follow the artwork's fall-off with frequency, each ring still holding hundreds of bins
+SYNC_RINGS = 6
+# levels^2 added to the local variance in the detection residual's weighting: rounding to 8 bits is
+# 1/12, mild JPEG noise on flat colour ~0.3; the floor keeps flat areas from weighing infinitely
+VARIANCE_FLOOR = 0.5
+# sizes searched relative to the marked original: down to 0.4 (a 4 px sync period becomes 1.6 px,
+# near Nyquist) and up to 1.7 (two tiles must fit the 1024 px rank crop's autocorrelation)
 SCALE_RANGE = (0.4, 1.7)
+# rotations searched, degrees: straightening a scan or photo; beyond it the lattice search's grid
+# (0.25 degree) grows with no attack of the issue needing it
 ANGLE_RANGE_DEG = 6.0
 ALGORITHM = "qim32-sync128-v2"  # v1 (issue 5, additive payload) is not read: it could be copied
 _DOMAIN = b"protect-wm-v2"
@@ -168,13 +193,8 @@ def payload_text(payload: bytes) -> str | None:
 
 
 def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, not reflected): the standard library's CRC-CCITT."""
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def _bits(data: bytes, n: int) -> np.ndarray:
@@ -556,13 +576,16 @@ def _residual(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 
     maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
     lum = luma8(pixels)
+    # the sync's band: sigma 0.6 px takes off what lies above it (periods under ~3 px: demosaicing and
+    # JPEG noise), sigma 5 px what lies below (periods over ~20 px: the artwork's shading)
     band = cv2.GaussianBlur(lum, (0, 0), 0.6) - _smooth(lum, 5.0)
+    # the artwork's local power in that band, over about a sync period and a half
     var = _smooth(band * band, 6.0) + np.float32(VARIANCE_FLOOR)
     expected = np.float32(FLAT_GAIN) + np.float32(1.0 - FLAT_GAIN) * perceptual_mask(pixels, lum=lum)
     r = band * expected / var
     if alpha is not None:
         r *= alpha.astype(np.float32) / np.float32(maxval)
-    limit = 5.0 * float(np.sqrt(np.mean(r * r))) + 1e-12
+    limit = 5.0 * float(np.sqrt(np.mean(r * r))) + 1e-12  # 5 RMS: an edge's outliers do not dominate the fold
     np.clip(r, -limit, limit, out=r)
     return r
 
@@ -587,7 +610,9 @@ def _acf(r: np.ndarray, side: int) -> np.ndarray:
     # half spectrum (the crop is real), rows centred so the blur sees neighbouring frequencies
     power = np.fft.fftshift(np.abs(np.fft.rfft2(crop)) ** 2, axes=0).astype(np.float32)
     local = cv2.GaussianBlur(power, (0, 0), WHITEN_SIGMA, borderType=cv2.BORDER_REFLECT)
-    white = np.minimum(power / (local + np.float32(1e-12)) - 1.0, 20.0)  # a cap: no one artwork spike dominates
+    # a cap at 20x the local power: no one artwork spike (a hatching, a halftone screen) dominates, while
+    # the sync's spikes (about 10x their neighbourhood on a 1 MP crop at the embedded amplitude) pass whole
+    white = np.minimum(power / (local + np.float32(1e-12)) - 1.0, 20.0)
     acf = np.fft.irfft2(np.fft.ifftshift(white, axes=0), s=crop.shape)
     return acf / max(float(acf[0, 0]), 1e-12)
 
@@ -596,7 +621,7 @@ def _sample(acf: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     h, w = acf.shape
     y0, x0 = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
     fy, fx = y - y0, x - x0
-    v: np.ndarray | float = 0.0
+    v = np.zeros(np.shape(fy))
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             v = v + wy * wx * acf[(y0 + dy) % h, (x0 + dx) % w]
@@ -611,7 +636,7 @@ def _lattice_score(acf: np.ndarray, s: np.ndarray, th: np.ndarray) -> np.ndarray
     the lattice with vectors ``s * TILE`` rotated by ``th``."""
     c, sn = np.cos(th), np.sin(th)
     h, w = acf.shape
-    total: np.ndarray | float = 0.0
+    total = np.zeros(np.broadcast(s, th).shape)
     for a, b in _LATTICE_POINTS:
         x = s * TILE * (a * c - b * sn)
         y = s * TILE * (a * sn + b * c)
@@ -628,6 +653,8 @@ def _find_lattices(r: np.ndarray, n: int = LATTICE_CANDIDATES) -> list[tuple[flo
     s_max = min(SCALE_RANGE[1], limit / TILE)
     if s_max <= SCALE_RANGE[0]:
         return []
+    # the grid: a lattice point 128 px out moves 0.5 px per 0.004 of scale and per 0.25 degree, about the
+    # autocorrelation peak's half width; each candidate is then refined on a 9 x 9 grid four times finer
     step_s, step_t = 0.004, np.radians(0.25)
     s = np.arange(SCALE_RANGE[0], s_max, step_s)
     th = np.arange(-np.radians(ANGLE_RANGE_DEG), np.radians(ANGLE_RANGE_DEG) + 1e-9, step_t)
@@ -637,6 +664,7 @@ def _find_lattices(r: np.ndarray, n: int = LATTICE_CANDIDATES) -> list[tuple[flo
     for idx in np.argsort(score, axis=None)[::-1]:
         i, j = np.unravel_index(int(idx), score.shape)
         s0, t0 = float(s[i]), float(th[j])
+        # neighbours of a peak kept already (the peak's skirt spans a few grid steps) are not new candidates
         if any(abs(s0 - a) < 0.03 and abs(t0 - b) < np.radians(1.5) for a, b in found):
             continue  # a neighbour of a peak already kept
         found.append((s0, t0))
@@ -731,7 +759,7 @@ def _sync_search(r: np.ndarray, key: str) -> tuple[float, list[tuple[float, floa
         z, corr = corr_of(r, scale, angle)
         if best is None or z > best[0]:
             best = (z, scale, angle, corr)
-    assert best is not None  # candidates is never empty
+    assert best is not None
     z, scale, angle, corr = best
     peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
     raw = (scale, angle, *_subpixel(corr, int(peak[0]), int(peak[1])))
@@ -740,6 +768,8 @@ def _sync_search(r: np.ndarray, key: str) -> tuple[float, list[tuple[float, floa
     crop = _centre(r, RANK_CROP)
     zr = corr_of(crop, scale, angle)[0]
     refined = (scale, angle)
+    # halving steps from a third of the lattice grid's (0.25 degree, 0.004): the sync peak's z is flat
+    # to ~0.05 degree, so this is rough; the payload stage refines further on the reference cells
     for d_angle, d_scale in ((0.08, 0.002), (0.04, 0.001), (0.02, 0.0005)):
         s0, a0 = refined
         for cand in ((s0, a0 + math.radians(d_angle)), (s0, a0 - math.radians(d_angle)),
@@ -998,7 +1028,7 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
     centre = ((reader.w - 1) / 2.0, (reader.h - 1) / 2.0)
 
     def consider_cells(means: np.ndarray, grid: np.ndarray, offsets: np.ndarray, use_gains: np.ndarray,
-                       geometry: tuple) -> float:
+                       geometry: tuple) -> tuple[float, float]:
         nonlocal best, hypotheses
         folded = _fold_phasors(means, grid, use_gains)
         s, stat = _score(folded, key, offsets)
@@ -1029,6 +1059,7 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
             stat, gain = consider_cells(means[pick], grid[pick], aligned, gains, geometry)
             if start is None or stat > start[0]:
                 start = (stat, geometry, clipped, gain, ii[pick], jj[pick])
+    assert start is not None
     geo_score, geometry, clipped, gain, ii, jj = start
     one_gain = np.array([gain])
     grid = reader.grid(ii, jj)
@@ -1085,11 +1116,12 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
     # the payload, from the best hypothesis and from the best at gain 1 (the gain is poorly pinned on
     # pictures whose cells are mostly one level, e.g. white paper): the first whose CRC matches.  The
     # p-value is the union bound over every hypothesis tried, times the number of hypotheses decoded.
+    assert best is not None
     candidates = [best] + ([unit_best] if unit_best is not None and unit_best[3:5] != best[3:5] else [])
     decoded = [_decode(c, key) for c in candidates]
-    pick = next((i for i, d in enumerate(decoded) if d[1]), 0)
-    score, s, folded, offset, gain, (scale, angle, _, _) = candidates[pick]
-    payload, crc_ok = decoded[pick]
+    chosen = next((i for i, d in enumerate(decoded) if d[1]), 0)
+    score, s, folded, offset, gain, (scale, angle, _, _) = candidates[chosen]
+    payload, crc_ok = decoded[chosen]
     p_layer = min(1.0, hypotheses * math.exp(-best[0]))  # is the payload layer there at all
     p_value = min(1.0, len(candidates) * hypotheses * math.exp(-score)) * (2.0**-CRC_BITS if crc_ok else 1.0)
     found = bool(crc_ok and p_value < P_FOUND)
