@@ -1,7 +1,7 @@
 """The honest adversary: a purifier and a detector trained on protect's own outputs.
 
     pip install -e ".[adversary]"            # torch (CPU wheel: see README, "Dependencies")
-    python benchmarks/adaptive_attack.py     # default mode, ~40-60 min on 2 cores; results/adaptive_attack.{json,md}
+    python benchmarks/adaptive_attack.py     # default mode, ~40 min on one thread; results/adaptive_attack.{json,md}
     python benchmarks/adaptive_attack.py --quick          # CI smoke run, a few minutes; results/adaptive_attack-quick.*
     python benchmarks/adaptive_attack.py --method texture # attack another method (default: pipeline.DEFAULT_METHOD)
 
@@ -37,6 +37,9 @@ on the CPU:
 * **Training curve** of the first purifier: median ``keep`` on held-out
   crops against training pairs seen and training seconds, and where removal
   (1 - keep) first reaches 50 %.
+* **Design experiment ("grain")**: as "mix", but the Gaussian noise only where
+  the method itself puts its pattern (its support, blurred: flat colour and
+  white paper stay untouched, as with the method alone).
 * **Design experiment ("mix")**: half of the method's strength (x0.7, half
   its energy) plus i.i.d. Gaussian noise, the total matched in SSIMULACRA2
   to the method alone: does an unpredictable component make the purifier's
@@ -89,6 +92,8 @@ HELD_OUT = ("van-gogh_starry-night.jpg", "comic-E05P01-part.png", "looking-glass
 TRAIN_STRENGTHS = (0.2, 0.7)
 WRONG_STRENGTH = 0.7
 MIX_METHOD_SCALE = 0.7  # the method's strength in "mix" (x0.7 = half its energy); Gaussian noise makes up the rest
+GRAIN_SUPPORT_SIGMA = 3.0  # px: blur of the method's support (pixels it changed) that gates "grain"'s noise
+STAGES = ("gaussian", "detector", "mix", "grain", "wrong", "other", "latent")  # besides the method's own purifier
 CALIBRATION_LADDER = (0.1, 0.2, 0.4, 0.7)
 SEED = 18
 
@@ -159,9 +164,19 @@ def protect_flat(pixels, alpha, data_range, method: str, strength: float, key: s
     return rgb(flatten_8bit(out, alpha, data_range))
 
 
-def add_gaussian(u8: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+def add_gaussian(u8: np.ndarray, sigma: float, rng: np.random.Generator, gate: np.ndarray | None = None) -> np.ndarray:
     z = rng.standard_normal(u8.shape, dtype=np.float32)
+    if gate is not None:
+        z *= gate
     return np.clip(np.rint(u8.astype(np.float32) + np.float32(sigma) * z), 0, 255).astype(np.uint8)
+
+
+def support_gate(o: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """(H, W, 1) weight in [0, 1]: where the method changed ``o`` into ``p``, blurred (the "grain" gate)."""
+    import cv2
+
+    changed = (np.abs(p.astype(np.int16) - o.astype(np.int16)).max(axis=2) > 0).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(changed, (0, 0), GRAIN_SUPPORT_SIGMA), 0.0, 1.0)[..., None]
 
 
 def score(o: np.ndarray, p: np.ndarray) -> float:
@@ -262,7 +277,7 @@ def purify(net, imgs_u8: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Source:
-    """How a training pair is made: ``kind`` "method", "gaussian" or "mix"."""
+    """How a training pair is made: ``kind`` "method", "gaussian", "mix" or "grain"."""
 
     kind: str
     method: str | None = None
@@ -274,11 +289,13 @@ class PairMaker:
     """Fresh (original, altered) crops from random tiles of the training pictures, each tile protected
     as its own image with a new random key: unlimited pairs, as many keys as tiles."""
 
-    def __init__(self, pictures: list[Picture], mode: Mode, sigma_of_strength, mix_sigma_of_strength, seed: int):
+    def __init__(self, pictures: list[Picture], mode: Mode, sigma_of_strength, mix_sigma_of_strength, seed: int,
+                 grain_sigma_of_strength=None):
         self.pictures = pictures
         self.mode = mode
         self.sigma = sigma_of_strength
         self.mix_sigma = mix_sigma_of_strength
+        self.grain_sigma = grain_sigma_of_strength
         self.rng = np.random.default_rng(seed)
         self.keys_used = 0
 
@@ -299,6 +316,8 @@ class PairMaker:
         if src.kind == "gaussian":
             return add_gaussian(o, self.sigma(strength) * jitter, self.rng)
         p = protect_flat(pixels, alpha, pic.data_range, src.method, strength * MIX_METHOD_SCALE, key)
+        if src.kind == "grain":
+            return add_gaussian(p, self.grain_sigma(strength) * jitter, self.rng, support_gate(o, p))
         return add_gaussian(p, self.mix_sigma(strength) * jitter, self.rng)
 
     def batch(self, src: Source, n: int, *, clean_share: float = 0.0):
@@ -411,7 +430,7 @@ def calibrate(pictures: list[Picture], method: str, mode: Mode, rng: np.random.G
         tiles.append((pic, pic.pixels[y:y + s, x:x + s], alpha, pic.flat[y:y + s, x:x + s]))
     rows = []
     for strength in CALIBRATION_LADDER:
-        sig, mix, scores = [], [], []
+        sig, mix, grain, scores = [], [], [], []
         for i, (pic, pixels, alpha, o) in enumerate(tiles):
             key = f"calibration-{i}"
             p = protect_flat(pixels, alpha, pic.data_range, method, strength, key)
@@ -422,9 +441,11 @@ def calibrate(pictures: list[Picture], method: str, mode: Mode, rng: np.random.G
             sig.append(match_sigma(o, target, z))
             pm = protect_flat(pixels, alpha, pic.data_range, method, strength * MIX_METHOD_SCALE, key)
             mix.append(_match_mix_sigma(o, pm, target, z))
+            grain.append(_match_mix_sigma(o, pm, target, z * support_gate(o, pm)))
             scores.append(target)
         rows.append({"strength": strength, "ssimulacra2_median": float(np.median(scores)),
-                     "sigma": float(np.median(sig)), "mix_sigma": float(np.median(mix))})
+                     "sigma": float(np.median(sig)), "mix_sigma": float(np.median(mix)),
+                     "grain_sigma": float(np.median(grain))})
     return rows
 
 
@@ -664,6 +685,9 @@ def markdown(res: dict) -> str:
         lines += ["", f"Design experiment \"mix\" ({m} at 0.7 x strength + i.i.d. Gaussian, total SSIMULACRA2 "
                   f"matched to {m} alone): see the `mix@0.4` rows; speed {mix['seconds_method']:.2f} s "
                   f"protect + {mix['seconds_noise']:.2f} s noise on {mix['megapixels']:.1f} MP."]
+    if "grain" in res["training"]:
+        lines += ["", f"Design experiment \"grain\" (as mix, the Gaussian noise only on {m}'s own support, blurred "
+                  f"{GRAIN_SUPPORT_SIGMA:g} px: flat colour untouched): see the `grain@0.4` rows."]
     return "\n".join(lines) + "\n"
 
 
@@ -681,8 +705,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-crop", type=int, default=None, help="side of the evaluation crops (default 192)")
     ap.add_argument("--eval-extra-crops", type=int, default=None,
                     help="random crops per held-out corpus image besides the centre (default 2)")
+    ap.add_argument("--stages", default="all",
+                    help=f"comma-separated stages besides the method's own purifier: {','.join(STAGES)} (default all)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    stages = set(STAGES) if args.stages == "all" else {s.strip() for s in args.stages.split(",") if s.strip()}
+    if stages - set(STAGES):
+        ap.error(f"unknown stage(s) {', '.join(sorted(stages - set(STAGES)))}; choose from {', '.join(STAGES)}")
+    if args.no_latent:
+        stages.discard("latent")
     mode = MODES["quick" if args.quick else "default"]
     if args.scale != 1.0:
         sc = lambda n: max(1, int(round(n * args.scale)))  # noqa: E731
@@ -729,11 +760,12 @@ def main(argv: list[str] | None = None) -> int:
     cal = calibrate(train, method, mode, rng, n_tiles=4 if args.quick else 12)
     for r in cal:
         log(f"calibration {method} {r['strength']}: SSIMULACRA2 {r['ssimulacra2_median']:.1f} = Gaussian sigma "
-            f"{r['sigma']:.2f}; mix adds sigma {r['mix_sigma']:.2f}")
+            f"{r['sigma']:.2f}; mix adds sigma {r['mix_sigma']:.2f}, grain {r['grain_sigma']:.2f}")
     sigma_of, mix_sigma_of = interpolator(cal, "sigma"), interpolator(cal, "mix_sigma")
+    grain_sigma_of = interpolator(cal, "grain_sigma")
 
     # --- evaluation material (protected at full resolution, unseen keys), cut into crops
-    eval_sources = [f"{method}@{s:g}" for s in mode.eval_strengths] + [f"{other}@0.4", "mix@0.4"]
+    eval_sources = [f"{method}@{s:g}" for s in mode.eval_strengths] + [f"{other}@0.4", "mix@0.4", "grain@0.4"]
     crops, val_o, val_p = [], [], []
     det_crops: dict[str, list[np.ndarray]] = {}
     det_sources = ["clean"] + [f"{method}@{s:g}" for s in mode.detector_strengths] + ["clean+repost",
@@ -757,15 +789,19 @@ def main(argv: list[str] | None = None) -> int:
             mix_speed = {"megapixels": mp, "seconds_method": t1 - t0, "seconds_noise": t2 - t1}
         for _b, box in enumerate(boxes):
             o = _cut(pic.flat, box)
-            src = {n: _cut(full[n], box) for n in eval_sources if n != "mix@0.4"}
+            src = {n: _cut(full[n], box) for n in eval_sources if n not in ("mix@0.4", "grain@0.4")}
             # mix: the weaker protection, then Gaussian noise topped up so the crop scores as the method alone
             target = score(o, src[f"{method}@0.4"])
             hc = _cut(half, box)
             z = erng.standard_normal(o.shape, dtype=np.float32)
             sig = _match_mix_sigma(o, hc, target, z)
             src["mix@0.4"] = np.clip(np.rint(hc.astype(np.float32) + np.float32(sig) * z), 0, 255).astype(np.uint8)
+            # grain: the same, the noise only on the method's support
+            zg = z * support_gate(o, hc)
+            gsig = _match_mix_sigma(o, hc, target, zg)
+            src["grain@0.4"] = np.clip(np.rint(hc.astype(np.float32) + np.float32(gsig) * zg), 0, 255).astype(np.uint8)
             crops.append({"image": pic.name, "group": pic.group, "box": list(box), "o": o, "src": src,
-                          "mix_sigma": sig})
+                          "mix_sigma": sig, "grain_sigma": gsig})
         if pic.group == "corpus":
             vrng = np.random.default_rng(SEED + 200 + k)
             n = max(1, mode.val_crops // sum(e.group == "corpus" for e in evals))
@@ -788,18 +824,20 @@ def main(argv: list[str] | None = None) -> int:
     prepared = []
     for i, c in enumerate(crops):
         pc = prepare_crop(c["o"], c["src"], encoder, np.random.default_rng(SEED + 400 + i))
-        pc["rec"].update(image=c["image"], group=c["group"], box=c["box"], mix_sigma=c["mix_sigma"])
+        pc["rec"].update(image=c["image"], group=c["group"], box=c["box"], mix_sigma=c["mix_sigma"],
+                         grain_sigma=c["grain_sigma"])
         prepared.append(pc)
     records = [pc["rec"] for pc in prepared]
     strengths = [f"{method}@{s:g}" for s in mode.eval_strengths]
     main_purifier = {n: method for n in strengths}
-    main_purifier.update({f"{other}@0.4": other, "mix@0.4": "mix"})
+    main_purifier.update({f"{other}@0.4": other, "mix@0.4": "mix", "grain@0.4": "grain"})
     wrong = f"{method}@{WRONG_STRENGTH:g} only"
     plan: dict[str, list[str]] = {n: [method, "gaussian", wrong, other, f"{method}+latent"] for n in strengths}
     plan[f"{other}@0.4"] = [other, method, "gaussian"]
     plan["mix@0.4"] = ["mix", method, "gaussian"]
+    plan["grain@0.4"] = ["grain", method, "gaussian"]
 
-    maker = PairMaker(train, mode, sigma_of, mix_sigma_of, SEED + 1)
+    maker = PairMaker(train, mode, sigma_of, mix_sigma_of, SEED + 1, grain_sigma_of)
     training: dict[str, dict] = {}
     detector: dict | None = None
     purifiers: list[str] = []
@@ -857,24 +895,32 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- stages, most important first
     main_net = purifier_stage(0, method, Source("method", method), mode.steps_main, val)
-    purifier_stage(1, "gaussian", Source("gaussian"), mode.steps_main)
+    if "gaussian" in stages:
+        purifier_stage(1, "gaussian", Source("gaussian"), mode.steps_main)
 
-    log(f"training detector ({mode.detector_steps} steps of {mode.detector_batch})")
-    det, det_info = train_detector(maker, Source("method", method, jpeg_share=1 / 3), mode, seed=SEED + 30, log=log)
+    if "detector" in stages:
+        log(f"training detector ({mode.detector_steps} steps of {mode.detector_batch})")
+        det, det_info = train_detector(maker, Source("method", method, jpeg_share=1 / 3), mode, seed=SEED + 30,
+                                       log=log)
 
-    def logits(name):
-        with torch.no_grad():
-            return np.concatenate([det(to_tensor(c)).numpy() for c in det_crops[name]])
+        def logits(name):
+            with torch.no_grad():
+                return np.concatenate([det(to_tensor(c)).numpy() for c in det_crops[name]])
 
-    detector = {"training": det_info, "rates": detector_rates(det, det_crops),
-                "auc_0.4": auc(logits(f"{method}@0.4"), logits("clean")),
-                "auc_repost": auc(logits(f"{method}@0.4+repost"), logits("clean+repost"))}
-    write(False)
+        detector = {"training": det_info, "rates": detector_rates(det, det_crops),
+                    "auc_0.4": auc(logits(f"{method}@0.4"), logits("clean")),
+                    "auc_repost": auc(logits(f"{method}@0.4+repost"), logits("clean+repost"))}
+        write(False)
 
-    purifier_stage(2, "mix", Source("mix", method), mode.steps_main)
-    purifier_stage(3, wrong, Source("method", method, (WRONG_STRENGTH, WRONG_STRENGTH)), mode.steps_side)
-    purifier_stage(4, other, Source("method", other), mode.steps_side)
-    if mode.steps_latent and not args.no_latent:
+    if "mix" in stages:
+        purifier_stage(2, "mix", Source("mix", method), mode.steps_main)
+    if "grain" in stages:
+        purifier_stage(5, "grain", Source("grain", method), mode.steps_main)
+    if "wrong" in stages:
+        purifier_stage(3, wrong, Source("method", method, (WRONG_STRENGTH, WRONG_STRENGTH)), mode.steps_side)
+    if "other" in stages:
+        purifier_stage(4, other, Source("method", other), mode.steps_side)
+    if mode.steps_latent and "latent" in stages:
         name = f"{method}+latent"
         log(f"fine-tuning '{method}' with a TAEF2 latent loss ({mode.steps_latent} steps) -> '{name}'")
         import copy

@@ -94,3 +94,17 @@ def test_staged_evaluation_summarises_keep_and_isovisibility():
     assert own["own"] and own["keep"] == pytest.approx(1.0) and own["psnr_gain"] == pytest.approx(0.0)
     assert own["isovis_after"] == pytest.approx(own["isovis_before"])  # identity purifiers change nothing
     assert crop["rec"]["purifier_on_clean"] == {"m": 0.0, "gaussian": 0.0}
+
+
+def test_grain_stays_off_what_the_method_left_untouched():
+    """The "grain" experiment adds noise only near pixels the method changed: a flat fill far from them stays
+    byte-identical, and the noise is there where the method worked."""
+    o = np.full((96, 96, 3), 200, np.uint8)
+    p = o.copy()
+    p[:32, :32] += np.uint8(2)  # the method changed the top-left corner only
+    gate = aa.support_gate(o, p)
+    assert gate.shape == (96, 96, 1) and gate.min() >= 0.0 and gate.max() <= 1.0
+    assert gate[:24, :24].min() > 0.9 and gate[48:, 48:].max() == 0.0
+    g = aa.add_gaussian(p, 3.0, np.random.default_rng(0), gate)
+    assert np.array_equal(g[48:, 48:], o[48:, 48:])
+    assert np.abs(g[:24, :24].astype(int) - p[:24, :24]).mean() > 1.0
