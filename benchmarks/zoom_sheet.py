@@ -3,6 +3,8 @@
     python benchmarks/zoom_sheet.py                      # default method, strength 0.4 -> results/zoom_sheet.png
     python benchmarks/zoom_sheet.py --strength 0.7 --method texture --out /tmp/sheet.png
     python benchmarks/zoom_sheet.py --gauss 2.2          # i.i.d. Gaussian noise of that sigma instead, to compare
+    python benchmarks/zoom_sheet.py --grain 2.25         # adaptive_attack.py's "grain" design (0.7 x strength +
+                                                         # Gaussian noise of that sigma on the method's support)
 
 One row per kind of region - flat skin, a flat fill, white paper, line art,
 a painting - each found automatically in samples/ and ../shared/corpus (the
@@ -30,6 +32,7 @@ from isovis import gaussian, training_view  # noqa: E402
 from protect.pipeline import DEFAULT_METHOD, METHODS, Settings, protect_image  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
+MIX = 0.7  # adaptive_attack.MIX_METHOD_SCALE (checked in grain())
 SIDE = 96
 
 
@@ -79,14 +82,28 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([bar, img])
 
 
-def sheet(method: str, strength: float, gauss: float | None) -> np.ndarray:
+def grain(full: np.ndarray, method: str, strength: float, sigma: float) -> np.ndarray:
+    """The "grain" design experiment of benchmarks/adaptive_attack.py, on one image."""
+    from adaptive_attack import MIX_METHOD_SCALE, add_gaussian, support_gate
+
+    assert MIX_METHOD_SCALE == MIX
+    half = protect_image(full, Settings(strength * MIX_METHOD_SCALE, "zoom-sheet", method))[0]
+    return add_gaussian(half, sigma, np.random.default_rng(1), support_gate(full, half))
+
+
+def sheet(method: str, strength: float, gauss: float | None, grain_sigma: float | None = None) -> np.ndarray:
     rows = []
     for title, rel, kind in ROWS:
         path = ROOT / rel if rel.startswith("samples/") else CORPUS / rel
         if not path.is_file():
             continue
         full = training_view(path, long_side=1024)
-        prot = gaussian(full, gauss, 1) if gauss else protect_image(full, Settings(strength, "zoom-sheet", method))[0]
+        if grain_sigma:
+            prot = grain(full, method, strength, grain_sigma)
+        elif gauss:
+            prot = gaussian(full, gauss, 1)
+        else:
+            prot = protect_image(full, Settings(strength, "zoom-sheet", method))[0]
         y, x = pick(full, kind)
         o, p = full[y:y + SIDE, x:x + SIDE], prot[y:y + SIDE, x:x + SIDE]
         d = np.clip(128 + 10 * (p.astype(np.int32) - o), 0, 255).astype(np.uint8)
@@ -101,6 +118,8 @@ def sheet(method: str, strength: float, gauss: float | None) -> np.ndarray:
         rows.append(_label(line, f"{title} ({path.name}): {100 * changed:.0f}% of pixels changed, max |d| {maxd}"
                                  "   | 1:1 original, protected, diff x10 | 3x original, protected, diff x10"))
     what = f"i.i.d. Gaussian sigma {gauss}" if gauss else f"{method} strength {strength}"
+    if grain_sigma:
+        what = f"grain: {method} at {MIX:g} x {strength} + Gaussian sigma {grain_sigma} on its support"
     head = _label(np.full((4, rows[0].shape[1], 3), 255, np.uint8), f"protect zoom sheet: {what}")
     return np.vstack([head] + rows)
 
@@ -110,9 +129,11 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS)
     ap.add_argument("--strength", type=float, default=0.4)
     ap.add_argument("--gauss", type=float, default=None, help="show Gaussian noise of this sigma instead")
+    ap.add_argument("--grain", type=float, default=None,
+                    help="show adaptive_attack.py's 'grain' design with this sigma (2.25 matches strength 0.4)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "zoom_sheet.png")
     args = ap.parse_args(argv)
-    img = sheet(args.method, args.strength, args.gauss)
+    img = sheet(args.method, args.strength, args.gauss, args.grain)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]})")
