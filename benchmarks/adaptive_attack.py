@@ -75,7 +75,7 @@ from protect import io as pio  # noqa: E402
 from protect.declutter import apply_attack, jpeg  # noqa: E402
 from protect.metrics import psnr, ssimulacra2  # noqa: E402
 from protect.pipeline import DEFAULT_METHOD, METHODS, Settings, protect_image  # noqa: E402
-from protect.verify import flatten_8bit  # noqa: E402
+from protect.verify import finite_median, flatten_8bit  # noqa: E402
 
 try:
     import torch
@@ -552,11 +552,6 @@ def purify_crop(crop: dict, pn: str, net, plan: dict[str, list[str]], encoder) -
                                                      "psnr": float(psnr(images["clean"], f, data_range=255))}
 
 
-def _median(v) -> float | None:
-    v = [x for x in v if x is not None and math.isfinite(x)]
-    return float(np.median(v)) if v else None
-
-
 def summarise(crops: list[dict], main_purifier: dict[str, str]) -> list[dict]:
     """Medians over crops per (source, purifier): keep, PSNR gain, iso-visibility ratio before and after."""
     rows = []
@@ -567,21 +562,21 @@ def summarise(crops: list[dict], main_purifier: dict[str, str]) -> list[dict]:
         own = main_purifier.get(name)
         base = {
             "source": name, "crops": len(recs),
-            "ssimulacra2": _median(r["ssimulacra2"] for r in recs),
-            "psnr": _median(r["psnr"] for r in recs),
-            "twin_psnr": _median(r["twin_psnr"] for r in recs),
-            "isovis_before": _median(r["shift"] / max(r["twin_shift"], 1e-12) for r in recs),
-            "twin_keep": _median(r["purified"]["gaussian|twin"]["shift"] / max(r["twin_shift"], 1e-12)
+            "ssimulacra2": finite_median(r["ssimulacra2"] for r in recs),
+            "psnr": finite_median(r["psnr"] for r in recs),
+            "twin_psnr": finite_median(r["twin_psnr"] for r in recs),
+            "isovis_before": finite_median(r["shift"] / max(r["twin_shift"], 1e-12) for r in recs),
+            "twin_keep": finite_median(r["purified"]["gaussian|twin"]["shift"] / max(r["twin_shift"], 1e-12)
                                  for r in recs if "gaussian|twin" in r["purified"]),
-            "twin_psnr_gain": _median(r["purified"]["gaussian|twin"]["psnr"] - r["twin_psnr"]
+            "twin_psnr_gain": finite_median(r["purified"]["gaussian|twin"]["psnr"] - r["twin_psnr"]
                                       for r in recs if "gaussian|twin" in r["purified"]),
         }
         for pn in pns:
             rr = [r for r in recs if pn in r["purified"]]
             row = dict(base, purifier=pn, own=(pn == own),
-                       keep=_median(r["purified"][pn]["shift"] / max(r["shift"], 1e-12) for r in rr),
-                       psnr_gain=_median(r["purified"][pn]["psnr"] - r["psnr"] for r in rr))
-            row["isovis_after"] = _median(
+                       keep=finite_median(r["purified"][pn]["shift"] / max(r["shift"], 1e-12) for r in rr),
+                       psnr_gain=finite_median(r["purified"][pn]["psnr"] - r["psnr"] for r in rr))
+            row["isovis_after"] = finite_median(
                 r["purified"][pn]["shift"] / max(r["purified"]["gaussian|twin"]["shift"], 1e-12)
                 for r in rr if "gaussian|twin" in r["purified"])
             rows.append(row)
@@ -848,7 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         by_group = {g: summarise([r for r in records if r["group"] == g], main_purifier)
                     for g in ("corpus", "samples")}
         ref = f"{method}@0.4"
-        floor = {pn: _median(r["purifier_on_clean"][pn] / max(r["sources"][ref]["shift"], 1e-12)
+        floor = {pn: finite_median(r["purifier_on_clean"][pn] / max(r["sources"][ref]["shift"], 1e-12)
                              for r in records if ref in r["sources"] and pn in r["purifier_on_clean"])
                  for pn in purifiers}
         points = training[method]["curve"]

@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from strength_curve import image_files  # noqa: E402
 
 from protect import io as pio  # noqa: E402
-from protect.declutter import _capped_size, _resize, apply_attack, attack_names  # noqa: E402
+from protect.declutter import apply_attack, attack_names, capped_size, resize_to  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
 from protect.pipeline import METHODS, Settings, protect_image  # noqa: E402
-from protect.verify import _center_crop, _encoder_input, flatten_8bit, gaussian_twin  # noqa: E402
+from protect.verify import encoder_input, finite_median, flatten_8bit, gaussian_twin, surrogate_crop  # noqa: E402
 
 KEY = "footprint-benchmark"
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -65,7 +65,7 @@ def _init(threads: int) -> None:
 
 
 def _latent(u8: np.ndarray, crop: int) -> np.ndarray:
-    return _ENC(_encoder_input(u8, crop))
+    return _ENC(encoder_input(u8, crop))
 
 
 def _ratio(o: np.ndarray, p: np.ndarray, g: np.ndarray, crop: int, z0: np.ndarray | None = None) -> float | None:
@@ -83,7 +83,7 @@ def _mse(a: np.ndarray, b: np.ndarray) -> float:
 
 def _area(u8: np.ndarray, long_side: int) -> np.ndarray:
     """Area downscale to ``long_side`` as a training pipeline would (callers skip smaller images)."""
-    return _resize(u8, *_capped_size(*u8.shape[:2], long_side), cv2.INTER_AREA)
+    return resize_to(u8, *capped_size(*u8.shape[:2], long_side), cv2.INTER_AREA)
 
 
 def measure(job: tuple) -> list[dict]:
@@ -92,7 +92,7 @@ def measure(job: tuple) -> list[dict]:
     fr = img.frames[0]
     rng = 255.0 if fr.pixels.dtype == np.uint8 else 65535.0
     o_full = flatten_8bit(fr.pixels, fr.alpha, rng)
-    o_crop = _center_crop(o_full, crop)
+    o_crop = surrogate_crop(o_full, crop)
     rows = []
     cache: dict[tuple, np.ndarray] = {}  # clean latents of the original, per (attack or size)
     for method in methods:
@@ -107,7 +107,7 @@ def measure(job: tuple) -> list[dict]:
                 "ssimulacra2": ssimulacra2(o_full, p_full, data_range=255), "seconds": seconds,
                 "megapixels": o_full.shape[0] * o_full.shape[1] / 1e6, "native": {}, "downscaled": {},
             }
-            p_crop = _center_crop(p_full, crop)
+            p_crop = surrogate_crop(p_full, crop)
             seed = abs(hash((Path(path).name, method, strength))) % (2**31)
             g_crop = gaussian_twin(o_crop, _mse(p_crop, o_crop), seed=seed)
             for attack in (attacks if strength == attack_strength else ["none"]):
@@ -130,11 +130,6 @@ def measure(job: tuple) -> list[dict]:
     return rows
 
 
-def _median(values) -> float | None:
-    v = [x for x in values if x is not None]
-    return float(np.median(v)) if v else None
-
-
 def _p10(values) -> float | None:
     v = [x for x in values if x is not None]
     return float(np.percentile(v, 10)) if v else None
@@ -148,12 +143,12 @@ def summarise(rows: list[dict], attacks: list[str]) -> list[dict]:
     for (method, strength), rs in sorted(groups.items()):
         s = {
             "method": method, "strength": strength, "images": len(rs),
-            "psnr_median": _median(r["psnr"] for r in rs),
-            "ssimulacra2_median": _median(r["ssimulacra2"] for r in rs),
+            "psnr_median": finite_median(r["psnr"] for r in rs),
+            "ssimulacra2_median": finite_median(r["ssimulacra2"] for r in rs),
             "ssimulacra2_p10": _p10(r["ssimulacra2"] for r in rs),
-            "native": {a: _median(r["native"].get(a) for r in rs) for a in attacks},
-            "downscaled": {str(n): _median(r["downscaled"][str(n)] for r in rs) for n in TRAIN_SIZES},
-            "seconds_per_megapixel": _median(r["seconds"] / r["megapixels"] for r in rs),
+            "native": {a: finite_median(r["native"].get(a) for r in rs) for a in attacks},
+            "downscaled": {str(n): finite_median(r["downscaled"][str(n)] for r in rs) for n in TRAIN_SIZES},
+            "seconds_per_megapixel": finite_median(r["seconds"] / r["megapixels"] for r in rs),
         }
         s["native_worst_attack"] = min(
             ((v, a) for a, v in s["native"].items() if v is not None and a != "none"), default=(None, None)

@@ -56,7 +56,7 @@ from protect import io as pio  # noqa: E402
 from protect.declutter import apply_attack  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
 from protect.pipeline import DEFAULT_METHOD, METHODS, Settings, generator_weights, protect_image  # noqa: E402
-from protect.verify import _center_crop, flatten_8bit  # noqa: E402
+from protect.verify import finite_median, flatten_8bit, surrogate_crop  # noqa: E402
 
 KEY = "isovis-benchmark"
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -167,13 +167,13 @@ def pgd(enc_module, crop: np.ndarray, eps: float, steps: int = 10) -> np.ndarray
 def measure_image(enc: Encoder, path: Path, *, method: str, crop: int, attacks, strengths, sigmas,
                   pgd_eps=()) -> dict:
     full = training_view(path)
-    o = _center_crop(full, crop)
+    o = surrogate_crop(full, crop)
     seed = sum(path.name.encode()) * 7919
     t0 = time.perf_counter()
     method_full = [protect_image(full, Settings(s, KEY, method))[0] for s in strengths]
     t_method = (time.perf_counter() - t0) / len(strengths)
-    m = [_center_crop(x, crop) for x in method_full]
-    g = [_center_crop(gaussian(full, s, seed + i), crop) for i, s in enumerate(sigmas)]
+    m = [surrogate_crop(x, crop) for x in method_full]
+    g = [surrogate_crop(gaussian(full, s, seed + i), crop) for i, s in enumerate(sigmas)]
     row = {
         "image": path.name, "crop": list(o.shape[:2]), "method_seconds": t_method,
         "method_ss2": [ssimulacra2(o, x, data_range=255) for x in m],
@@ -206,30 +206,25 @@ def measure_image(enc: Encoder, path: Path, *, method: str, crop: int, attacks, 
     return row
 
 
-def _median(vals) -> float | None:
-    v = [x for x in vals if x is not None]
-    return float(np.median(v)) if v else None
-
-
 def summarise(rows: list[dict], attacks, held_out: set[str]) -> dict:
     out = {}
     for group, sel in (("all", rows), ("held_out", [r for r in rows if r["image"] in held_out])):
         g = {"n": len(sel)}
         for a in attacks:
             for t in TARGETS:
-                g[f"{a}@{t:g}"] = _median(r["ratio"][a][str(t)] for r in sel)
+                g[f"{a}@{t:g}"] = finite_median(r["ratio"][a][str(t)] for r in sel)
         if any("pgd_ratio" in r for r in sel):
             for a in ("none", "jpeg75"):
                 for t in TARGETS:
-                    g[f"pgd_{a}@{t:g}"] = _median(r["pgd_ratio"][a][str(t)] for r in sel if "pgd_ratio" in r)
-            g["pgd_seconds"] = _median(r.get("pgd_seconds") for r in sel)
+                    g[f"pgd_{a}@{t:g}"] = finite_median(r["pgd_ratio"][a][str(t)] for r in sel if "pgd_ratio" in r)
+            g["pgd_seconds"] = finite_median(r.get("pgd_seconds") for r in sel)
         out[group] = g
     i04 = None
     if rows and 0.4 in rows[0]["strengths"]:
         i04 = rows[0]["strengths"].index(0.4)
     if i04 is not None:
-        out["ss2_at_0.4_crop_median"] = _median(r["method_ss2"][i04] for r in rows)
-        out["ss2_at_0.4_full_median"] = _median(r["method_ss2_full"][i04] for r in rows)
+        out["ss2_at_0.4_crop_median"] = finite_median(r["method_ss2"][i04] for r in rows)
+        out["ss2_at_0.4_full_median"] = finite_median(r["method_ss2_full"][i04] for r in rows)
     return out
 
 

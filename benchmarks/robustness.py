@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from strength_curve import _png_size, image_files  # noqa: E402
+from strength_curve import png_size, image_files  # noqa: E402
 
 from protect import __version__  # noqa: E402
 from protect import io as pio  # noqa: E402
@@ -45,7 +45,7 @@ from protect.declutter import attack_names  # noqa: E402
 from protect.pipeline import Settings, protect_image  # noqa: E402
 from protect.declutter import apply_attack  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
-from protect.verify import flatten_8bit, verify_pair  # noqa: E402
+from protect.verify import finite_median, flatten_8bit, verify_pair  # noqa: E402
 from protect.watermark import detect_mark, embed_mark, payload_from_text  # noqa: E402
 
 KEY = "robustness-benchmark"
@@ -92,7 +92,7 @@ def measure(path: str) -> dict:
         "ciede2000_mean": vr.ciede2000_mean,
         "ciede2000_p99": vr.ciede2000_p99,
         "coverage": rep.coverage,
-        "png_growth": _png_size(out, fr.alpha) / _png_size(fr.pixels, fr.alpha),
+        "png_growth": png_size(out, fr.alpha) / png_size(fr.pixels, fr.alpha),
         "protect_seconds": seconds,
         "survival": {a.attack: a.survival for a in vr.attacks},
         "footprint_ratio": {a.attack: a.footprint_ratio for a in vr.attacks},
@@ -102,26 +102,21 @@ def measure(path: str) -> dict:
     }
 
 
-def _median(values) -> float | None:
-    vals = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.median(vals)) if vals else None
-
-
 def summarise(rows: list[dict]) -> dict:
     attacks = attack_names()
     q = [r["ssimulacra2"] for r in rows]
     mp = sum(r["width"] * r["height"] for r in rows) / 1e6
     return {
         "images": len(rows),
-        "psnr_median": _median([min(r["psnr"], 99.0) for r in rows]),
-        "ssimulacra2_median": _median(q),
+        "psnr_median": finite_median([min(r["psnr"], 99.0) for r in rows]),
+        "ssimulacra2_median": finite_median(q),
         "ssimulacra2_p10": float(np.percentile(q, 10)),
-        "ciede2000_p99_median": _median([r["ciede2000_p99"] for r in rows]),
-        "png_growth_median": _median([r["png_growth"] for r in rows]),
+        "ciede2000_p99_median": finite_median([r["ciede2000_p99"] for r in rows]),
+        "png_growth_median": finite_median([r["png_growth"] for r in rows]),
         "protect_mp_per_s": mp / sum(r["protect_seconds"] for r in rows),
-        "survival_median": {a: _median([r["survival"].get(a) for r in rows]) for a in attacks},
-        "footprint_ratio_median": {a: _median([r["footprint_ratio"].get(a) for r in rows]) for a in attacks},
-        "ssimulacra2_with_mark_median": _median([r["ssimulacra2_with_mark"] for r in rows]),
+        "survival_median": {a: finite_median([r["survival"].get(a) for r in rows]) for a in attacks},
+        "footprint_ratio_median": {a: finite_median([r["footprint_ratio"].get(a) for r in rows]) for a in attacks},
+        "ssimulacra2_with_mark_median": finite_median([r["ssimulacra2_with_mark"] for r in rows]),
         "watermark_recovery": {a: float(np.mean([r["watermark_recovered"][a] for r in rows])) for a in attacks},
     }
 

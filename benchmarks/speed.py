@@ -68,8 +68,8 @@ def median_time(fn, repeat: int) -> float:
 
 def kernels_once(img: np.ndarray, out: np.ndarray) -> None:
     """The kernel part of protect_image: luma, mask, noise, apply, in stripes."""
-    pl.perturb_stripes(img, np.uint64(7), np.float32(pl.AMPLITUDES_AT_FULL_STRENGTH["texture"] * 0.4), 255, None, None,
-                       pl.STRIPE_ROWS, out)
+    pl.run_stripes("texture", img, seed=np.uint64(7), amplitude=np.float32(pl.AMPLITUDES_AT_FULL_STRENGTH["texture"] * 0.4),
+                   data_range=255, out=out)
 
 
 def fft_noise(h: int, w: int, seed: int) -> np.ndarray:
@@ -103,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     t_live = median_time(lambda: kernels_once(busy, out), args.repeat)
     t_img = median_time(lambda: kernels_once(img, out), args.repeat)
     amp = np.float32(pl.AMPLITUDES_AT_FULL_STRENGTH["adversarial"] * 0.4)
-    t_gen = median_time(lambda: pl.generator_stripes(img, np.uint64(7), amp, 255, None, None, pl.STRIPE_ROWS, out),
-                        args.repeat)
-    t_gen_live = median_time(lambda: pl.generator_stripes(busy, np.uint64(7), amp, 255, None, None, pl.STRIPE_ROWS,
-                                                          out), args.repeat)
+    def generator_once(x: np.ndarray) -> None:
+        pl.run_stripes("adversarial", x, seed=np.uint64(7), amplitude=amp, data_range=255, out=out)
+
+    t_gen = median_time(lambda: generator_once(img), args.repeat)
+    t_gen_live = median_time(lambda: generator_once(busy), args.repeat)
     settings = Settings(0.4, "bench")
     t_api = median_time(lambda: pl.protect_image(img, settings), args.repeat)
     print(f"kernel, texture everywhere   : {t_live * 1e3:7.1f} ms  {mp / t_live:6.1f} MP/s  (worst case)")
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     noise = np.empty((n, n), np.float32)
     ones = np.ones((n, n), np.float32)
-    t_dct = median_time(lambda: perturb.dct_noise_kernel(np.uint64(1), pl._ATOMS, 0, 0, ones, noise), args.repeat)
+    t_dct = median_time(lambda: perturb.dct_noise_kernel(np.uint64(1), pl.ATOMS, 0, 0, ones, noise), args.repeat)
     t_fft = median_time(lambda: fft_noise(n, n, 1), args.repeat)
     print(f"noise synthesis: block DCT {t_dct * 1e3:.1f} ms vs NumPy FFT {t_fft * 1e3:.1f} ms "
           f"-> DCT is {t_fft / t_dct:.1f}x faster, and tiles exactly (stripes need no halo for the noise)")

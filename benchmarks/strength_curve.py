@@ -36,7 +36,8 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in pio.EXTENSIONS)
 
 
-def _png_size(pixels: np.ndarray, alpha: np.ndarray | None) -> int:
+def png_size(pixels: np.ndarray, alpha: np.ndarray | None) -> int:
+    """Bytes of the image as protect writes it to PNG (the size figure of every benchmark)."""
     fr = pio.Frame(pixels, alpha)
     img = pio.ImageFile([fr], "PNG")
     return len(pio.encode_image(img))
@@ -46,7 +47,7 @@ def measure(path: Path, strengths: list[float], method: str = "adversarial") -> 
     img = pio.read_image(path, max_pixels=None)
     fr = img.frames[0]
     rng = 255 if fr.pixels.dtype == np.uint8 else 65535
-    base = _png_size(fr.pixels, fr.alpha)
+    base = png_size(fr.pixels, fr.alpha)
     rows = []
     for s in strengths:
         out, rep = protect_image(fr.pixels, Settings(s, KEY, method), alpha=fr.alpha, keep_palette=img.palette)
@@ -55,7 +56,7 @@ def measure(path: Path, strengths: list[float], method: str = "adversarial") -> 
             "strength": s,
             "psnr": rep.psnr,
             "ssimulacra2": ssimulacra2(fr.pixels, out, data_range=rng, alpha=fr.alpha),
-            "png_growth": _png_size(out, fr.alpha) / base,
+            "png_growth": png_size(out, fr.alpha) / base,
             "coverage": rep.coverage,
         })
     return rows

@@ -7,6 +7,7 @@ import pytest
 from conftest import textured
 
 import reference as ref
+from protect.arrays import ImageArrayError
 from protect import declutter
 from protect.declutter import ATTACKS, apply_attack, apply_geometry, apply_region
 
@@ -119,7 +120,7 @@ def test_repost_caps_the_longest_side():
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(KeyError, match="choose from"):
         apply_attack("sharpen", np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(TypeError, match="uint8"):
+    with pytest.raises(ImageArrayError, match="uint8"):  # one type for a bad array: a ValueError
         apply_attack("jpeg75", np.zeros((8, 8, 3), np.uint16))
     with pytest.raises(ValueError, match="shape|pixels"):
         apply_attack("jpeg75", np.zeros((8, 8, 4), np.uint8))

@@ -190,7 +190,7 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
 def test_written_files_have_normal_permissions(tmp_path):
     pio.atomic_write_bytes(tmp_path / "x.bin", b"1")
     mode = (tmp_path / "x.bin").stat().st_mode & 0o777
-    assert mode == 0o666 & ~pio._UMASK
+    assert mode == 0o666 & ~pio.UMASK
 
 
 def test_max_pixels_governs_not_pillows_own_bomb_limit(tmp_path, monkeypatch):

@@ -8,14 +8,15 @@ import pytest
 import reference as ref
 from protect import pipeline as pl
 from protect.kernels import perturb
+from protect.kernels.apply import apply_field_kernel
 
 
 @pytest.mark.parametrize("shape,y0,x0", [((16, 16), 0, 0), ((37, 51), 3, 5), ((8, 9), 800, 13), ((1, 1), 7, 7)])
 def test_dct_noise_matches_reference(shape, y0, x0):
     seed = np.uint64(0xDEADBEEF12345678)
     out = np.empty(shape, np.float32)
-    perturb.dct_noise_kernel(seed, pl._ATOMS, y0, x0, np.ones(shape, np.float32), out)
-    want = ref.dct_noise(int(seed), pl._ATOMS, y0, x0, *shape)
+    perturb.dct_noise_kernel(seed, pl.ATOMS, y0, x0, np.ones(shape, np.float32), out)
+    want = ref.dct_noise(int(seed), pl.ATOMS, y0, x0, *shape)
     np.testing.assert_allclose(out, want, rtol=0, atol=2e-5)
 
 
@@ -24,8 +25,8 @@ def test_dct_noise_skips_only_dead_blocks():
     gain = np.zeros(shape, np.float32)
     gain[9, 17] = 0.5  # one live pixel -> its whole block (1, 2) is synthesised
     out = np.full(shape, 7.0, np.float32)
-    perturb.dct_noise_kernel(np.uint64(1), pl._ATOMS, 0, 0, gain, out)
-    full = ref.dct_noise(1, pl._ATOMS, 0, 0, *shape)
+    perturb.dct_noise_kernel(np.uint64(1), pl.ATOMS, 0, 0, gain, out)
+    full = ref.dct_noise(1, pl.ATOMS, 0, 0, *shape)
     np.testing.assert_allclose(out[8:16, 16:24], full[8:16, 16:24], atol=2e-5)
     out[8:16, 16:24] = 0
     assert not out.any()
@@ -33,7 +34,7 @@ def test_dct_noise_skips_only_dead_blocks():
 
 def test_dct_noise_is_unit_rms_and_mid_band():
     out = np.empty((512, 512), np.float32)
-    perturb.dct_noise_kernel(np.uint64(3), pl._ATOMS, 0, 0, np.ones_like(out), out)
+    perturb.dct_noise_kernel(np.uint64(3), pl.ATOMS, 0, 0, np.ones_like(out), out)
     assert abs(float(out.std()) - 1.0) < 0.03
     assert abs(float(out.mean())) < 0.01
     # energy per DCT coefficient: DC and lowest ring empty, mid band full
@@ -66,7 +67,7 @@ def test_perceptual_mask_matches_reference(h, w, row0, n):
 
 
 @pytest.mark.parametrize("dtype,maxval", [(np.uint8, 255), (np.uint16, 65535)])
-def test_apply_noise_matches_reference(dtype, maxval):
+def test_apply_one_channel_field_matches_reference(dtype, maxval):
     rng = np.random.default_rng(2)
     src = rng.integers(0, maxval + 1, (21, 19, 3)).astype(dtype)
     src[0, :3] = [0, maxval, maxval // 2]
@@ -74,7 +75,7 @@ def test_apply_noise_matches_reference(dtype, maxval):
     gain = rng.random((21, 19)).astype(np.float32)
     out = np.empty_like(src)
     amp = np.float32(4.5 * maxval / 255)
-    perturb.apply_noise_kernel(src, noise, gain, amp, maxval, out)
+    apply_field_kernel(src, noise[..., None], gain, amp, maxval, False, out)
     np.testing.assert_array_equal(out, ref.apply_noise(src, noise, gain, amp, maxval))
 
 

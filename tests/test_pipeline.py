@@ -10,6 +10,7 @@ from conftest import textured
 
 from protect import Settings, protect_image
 from protect import pipeline as pl
+from protect.arrays import ImageArrayError
 from protect.metrics import psnr
 
 
@@ -107,20 +108,24 @@ def test_stripes_reproduce_the_whole_image(stripe):
 
 
 @pytest.mark.parametrize(
-    "kwargs,exc",
+    "kwargs",
     [
-        (dict(pixels=np.zeros((8, 8, 3), np.float32)), TypeError),
-        (dict(pixels=np.zeros((8, 8), np.uint8)), ValueError),
-        (dict(pixels=np.zeros((8, 8, 4), np.uint8)), ValueError),
-        (dict(pixels=np.zeros((0, 8, 3), np.uint8)), ValueError),
-        (dict(alpha=np.zeros((4, 4), np.uint8)), ValueError),
-        (dict(region=np.zeros((9, 8), np.uint8)), ValueError),
+        dict(pixels=np.zeros((8, 8, 3), np.float32)),
+        dict(pixels=[[[0, 0, 0]]]),
+        dict(pixels=np.zeros((8, 8), np.uint8)),
+        dict(pixels=np.zeros((8, 8, 4), np.uint8)),
+        dict(pixels=np.zeros((0, 8, 3), np.uint8)),
+        dict(alpha=np.zeros((4, 4), np.uint8)),
+        dict(region=np.zeros((9, 8), np.uint8)),
     ],
 )
-def test_validation(kwargs, exc):
+def test_validation(kwargs):
+    # one exception type for every bad array (a ValueError), with the array named
     args = dict(pixels=np.zeros((8, 8, 3), np.uint8), alpha=None, region=None) | kwargs
-    with pytest.raises(exc):
+    with pytest.raises(ImageArrayError) as exc:
         protect_image(args.pop("pixels"), Settings(0.4, "k"), **args)
+    assert isinstance(exc.value, ValueError)
+    assert next(iter(kwargs)).replace("region", "region mask") in str(exc.value)
 
 
 @pytest.mark.parametrize("s", [-0.1, 1.01, float("nan"), "0.4"])

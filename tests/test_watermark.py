@@ -13,7 +13,7 @@ import reference as ref
 from protect import watermark as wm
 from protect.declutter import apply_attack
 from protect.kernels import watermark as wk
-from protect.pipeline import luma8
+from protect.perceptual import luma8
 
 SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "samples"
 PAYLOAD = wm.payload_from_text("ann_art")

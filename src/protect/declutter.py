@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .arrays import check_image, crop_center
+
 __all__ = [
     "Attack",
     "ATTACKS",
@@ -47,6 +49,8 @@ __all__ = [
     "noisy_upscale",
     "center_crop",
     "platform_repost",
+    "capped_size",
+    "resize_to",
 ]
 
 
@@ -73,18 +77,19 @@ def _half_size(h: int, w: int) -> tuple[int, int]:
     return max(1, round(h / 2)), max(1, round(w / 2))
 
 
-def _resize(x: np.ndarray, h: int, w: int, interpolation: int) -> np.ndarray:
+def resize_to(x: np.ndarray, h: int, w: int, interpolation: int) -> np.ndarray:
+    """``x`` (H, W[, C]) resized to ``h`` x ``w`` with OpenCV's ``interpolation``, its channel layout kept."""
     out = cv2.resize(_squeeze(x), (w, h), interpolation=interpolation)
     return _like(out, x)
 
 
-def _crop_box(h: int, w: int, fraction: float) -> tuple[int, int, int, int]:
-    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    return y0, x0, ch, cw
+def _center_fraction(x: np.ndarray, fraction: float) -> np.ndarray:
+    h, w = x.shape[:2]
+    return crop_center(x, max(1, round(h * fraction)), max(1, round(w * fraction)))
 
 
-def _capped_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+def capped_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """(h, w) scaled down so that the longer side is at most ``max_side`` (never up)."""
     scale = max_side / max(h, w)
     if scale >= 1.0:
         return h, w
@@ -124,7 +129,7 @@ def resize(pixels: np.ndarray, *, scale: float) -> np.ndarray:
     """Downscale by ``scale`` with area averaging (cv2.INTER_AREA), as a
     training pipeline shrinks images to its training size."""
     h, w = pixels.shape[:2]
-    return _resize(pixels, max(1, round(h * scale)), max(1, round(w * scale)), cv2.INTER_AREA)
+    return resize_to(pixels, max(1, round(h * scale)), max(1, round(w * scale)), cv2.INTER_AREA)
 
 
 def resize_restore(pixels: np.ndarray, *, scale: float) -> np.ndarray:
@@ -132,7 +137,7 @@ def resize_restore(pixels: np.ndarray, *, scale: float) -> np.ndarray:
     (bicubic): the classic "resize purification"."""
     h, w = pixels.shape[:2]
     small = resize(pixels, scale=scale).astype(np.float32)
-    return _to_u8(_resize(small, h, w, cv2.INTER_CUBIC))
+    return _to_u8(resize_to(small, h, w, cv2.INTER_CUBIC))
 
 
 def gaussian_blur(pixels: np.ndarray, *, sigma: float) -> np.ndarray:
@@ -282,8 +287,8 @@ def noisy_upscale(pixels: np.ndarray, *, sigma: float, seed: int) -> np.ndarray:
     noisy = pixels.astype(np.float32) + rng.standard_normal(pixels.shape, dtype=np.float32) * np.float32(255 * sigma)
     noisy = np.clip(noisy, 0, 255)
     hh, hw = _half_size(h, w)
-    small = _resize(noisy, hh, hw, cv2.INTER_AREA)
-    return _to_u8(_resize(small, h, w, cv2.INTER_CUBIC))
+    small = resize_to(noisy, hh, hw, cv2.INTER_AREA)
+    return _to_u8(resize_to(small, h, w, cv2.INTER_CUBIC))
 
 
 def center_crop(pixels: np.ndarray, *, fraction: float) -> np.ndarray:
@@ -293,14 +298,11 @@ def center_crop(pixels: np.ndarray, *, fraction: float) -> np.ndarray:
 
 def _center_crop_geometry(x: np.ndarray, *, fraction: float) -> np.ndarray:
     h, w = x.shape[:2]
-    y0, x0, ch, cw = _crop_box(h, w, fraction)
-    return _resize(np.ascontiguousarray(x[y0:y0 + ch, x0:x0 + cw]), h, w, cv2.INTER_CUBIC)
+    return resize_to(np.ascontiguousarray(_center_fraction(x, fraction)), h, w, cv2.INTER_CUBIC)
 
 
 def _center_crop_region(x: np.ndarray, *, fraction: float) -> np.ndarray:
-    h, w = x.shape[:2]
-    y0, x0, ch, cw = _crop_box(h, w, fraction)
-    return x[y0:y0 + ch, x0:x0 + cw]
+    return _center_fraction(x, fraction)
 
 
 def platform_repost(pixels: np.ndarray, *, max_side: int = 4096, quality: int = 85) -> np.ndarray:
@@ -311,10 +313,10 @@ def platform_repost(pixels: np.ndarray, *, max_side: int = 4096, quality: int = 
 
 def _cap_geometry(x: np.ndarray, *, max_side: int) -> np.ndarray:
     h, w = x.shape[:2]
-    ch, cw = _capped_size(h, w, max_side)
+    ch, cw = capped_size(h, w, max_side)
     if (ch, cw) == (h, w):
         return x
-    return _resize(x, ch, cw, cv2.INTER_AREA)
+    return resize_to(x, ch, cw, cv2.INTER_AREA)
 
 
 def _identity(pixels: np.ndarray) -> np.ndarray:
@@ -323,7 +325,7 @@ def _identity(pixels: np.ndarray) -> np.ndarray:
 
 def _resize_geometry(x: np.ndarray, *, scale: float) -> np.ndarray:
     h, w = x.shape[:2]
-    return _resize(x, max(1, round(h * scale)), max(1, round(w * scale)), cv2.INTER_AREA)
+    return resize_to(x, max(1, round(h * scale)), max(1, round(w * scale)), cv2.INTER_AREA)
 
 
 # ---------------------------------------------------------------- registry
@@ -408,18 +410,16 @@ def apply_attack(name: str, pixels: np.ndarray, *, seed: int = 0) -> np.ndarray:
     ------
     KeyError
         For an unknown attack name (the message lists the known ones).
-    TypeError, ValueError
-        For a non-uint8 array or an unsupported shape.
+    protect.arrays.ImageArrayError
+        (a ``ValueError``) for a non-uint8 array or an unsupported shape.
     """
     if name not in ATTACKS:
         raise KeyError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
     pixels = np.asarray(pixels)
-    if pixels.dtype != np.uint8:
-        raise TypeError(f"attacks take uint8 images, got {pixels.dtype} (convert 16-bit images to 8-bit first)")
     if pixels.ndim == 2:
         return apply_attack(name, pixels[..., None], seed=seed)[..., 0]
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or min(pixels.shape[:2]) < 2:
-        raise ValueError(f"attacks take (H, W, 1) or (H, W, 3) images of at least 2x2 pixels, got {pixels.shape}")
+    check_image(pixels, "the attacked image", dtypes=(np.uint8,), min_side=2,
+                hint="convert 16-bit images to 8-bit first")
     return ATTACKS[name].apply(np.ascontiguousarray(pixels), seed)
 
 

@@ -97,8 +97,10 @@ _NAME_MAX = 255
 PNG_XMP_KEY = "XML:com.adobe.xmp"
 
 _ORIENTATION = 0x0112
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+#: The process umask, read once at import (reading it means setting it): the mode
+#: of files protect writes is ``0o666 & ~UMASK``, as ``open`` would give.
+UMASK = os.umask(0)
+os.umask(UMASK)
 
 
 class InputError(Exception):
@@ -1020,7 +1022,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mode: int | None
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, (0o666 & ~_UMASK) if mode is None else mode)
+        os.chmod(tmp, (0o666 & ~UMASK) if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -18,17 +18,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["psnr", "ssim", "ssimulacra2", "ciede2000", "delta_e_ciede2000", "srgb_to_lab", "data_range_of"]
-
-
-def data_range_of(dtype: np.dtype) -> float:
-    """The natural ``data_range`` of an integer image dtype (255 or 65535)."""
-    dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    raise TypeError(f"no natural data range for dtype {dtype}; pass data_range explicitly")
+__all__ = ["psnr", "ssim", "ssimulacra2", "ciede2000", "delta_e_ciede2000", "srgb_to_lab"]
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> None:

@@ -28,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import check_image, check_plane, data_range_of
 from .kernels import generator as genk
 from .kernels import perturb, stats
+from .kernels.apply import apply_field_kernel
+from .perceptual import MASK, mask_rows
 
 #: The perturbation methods, and the version of each one's algorithm.  The
 #: version is part of the seed and of the batch fingerprint, so a change of
@@ -70,15 +73,6 @@ GEN_TEXTURE_TAU = 0.03
 FLAT_GAIN = 0.0
 PAPER_LUMA = (0.04, 0.96)
 
-#: Mask parameters (0-255 scale).  See ``perceptual_mask_kernel``.
-MASK_RADIUS = 4
-MASK_T_LOW = 3.0
-MASK_T_HIGH = 24.0
-MASK_G_T = 4.0
-MASK_D_LOW = 0.3
-MASK_D_HIGH = 0.6
-MASK_DARK = 0.5
-
 #: Rows per stripe (a multiple of 8).
 STRIPE_ROWS = 256
 
@@ -108,7 +102,10 @@ def mid_band(centre: float = 4.0, width: float = 1.6) -> np.ndarray:
     r = np.sqrt(u * u + v * v)
     w = np.exp(-0.5 * ((r - centre) / width) ** 2)
     w[r < 1.5] = 0.0
-    w[w < 0.25] = 0.0  # sparse band: fewer random draws, same look
+    # sparse band: fewer random draws, same look.  The cut, like the ring's centre 4.0 and width 1.6,
+    # was set by hand in the first commit (7693d37) with no measurement recorded: it keeps the 10
+    # coefficients with r from about 2.2 to 5.7 (periods of about 3-7 px, the "mid band")
+    w[w < 0.25] = 0.0
     w *= math.sqrt(3 * 64 / float(np.sum(w * w)))
     return w.astype(np.float32)
 
@@ -131,7 +128,9 @@ def band_atoms(band: np.ndarray, basis: np.ndarray) -> np.ndarray:
 
 _BASIS = dct_basis()
 _BAND = mid_band()
-_ATOMS = band_atoms(_BAND, _BASIS)
+#: The "texture" method's atoms: :func:`band_atoms` of the default :func:`mid_band`
+#: (what :func:`protect.kernels.perturb.dct_noise_kernel` takes).
+ATOMS = band_atoms(_BAND, _BASIS)
 
 
 @dataclass(frozen=True)
@@ -230,56 +229,13 @@ def derive_seed(key: str, pixels: np.ndarray, algorithm: str = ALGORITHM) -> np.
     return np.uint64(int.from_bytes(h.digest(), "little"))
 
 
-def _check_image(pixels: np.ndarray, name: str) -> None:
-    if not isinstance(pixels, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(pixels).__name__}")
-    if pixels.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"{name} must be uint8 or uint16, got {pixels.dtype}")
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
-        raise ValueError(f"{name} must have shape (H, W, 1) or (H, W, 3), got {pixels.shape}")
-    if pixels.shape[0] < 1 or pixels.shape[1] < 1:
-        raise ValueError(f"{name} is empty: shape {pixels.shape}")
-
-
-def _check_weight(weight: np.ndarray | None, shape: tuple[int, int], name: str) -> np.ndarray | None:
-    if weight is None:
-        return None
-    weight = np.asarray(weight)
-    if weight.shape != shape:
-        raise ValueError(f"{name} has shape {weight.shape}, the image is {shape}")
-    return weight
-
-
 def diff_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     """(PSNR in dB, largest absolute difference) of two uint8/uint16 images of the
     same shape, in one numba pass (``inf`` for identical images)."""
     sse, max_abs = stats.diff_stats_kernel(a, b)
-    maxval = 255.0 if a.dtype == np.uint8 else 65535.0
-    psnr = math.inf if sse == 0 else 10.0 * math.log10(maxval * maxval * a.size / sse)
+    data_range = data_range_of(a.dtype)
+    psnr = math.inf if sse == 0 else 10.0 * math.log10(data_range * data_range * a.size / sse)
     return psnr, int(max_abs)
-
-
-def luma8(pixels: np.ndarray) -> np.ndarray:
-    """Rec. 601 luma of an (H, W, C) uint8/uint16 image on a 0-255 scale, (H, W) float32."""
-    maxval = 255 if pixels.dtype == np.uint8 else 65535
-    lum = np.empty(pixels.shape[:2], np.float32)
-    perturb.luminance_kernel(np.ascontiguousarray(pixels), np.float32(255.0 / maxval), lum)
-    return lum
-
-
-def perceptual_mask(pixels: np.ndarray, *, lum: np.ndarray | None = None) -> np.ndarray:
-    """The texture/luminance masking weight in [0, 1] that places protect's noise,
-    for a whole (H, W, C) uint8/uint16 image (the watermark's gain uses it too).
-    ``lum``: the image's :func:`luma8`, when the caller has it already."""
-    h, w, _ = pixels.shape
-    if lum is None:
-        lum = luma8(pixels)
-    out = np.empty((h, w), np.float32)
-    perturb.perceptual_mask_kernel(
-        lum, MASK_RADIUS, np.float32(MASK_T_LOW), np.float32(MASK_T_HIGH), np.float32(MASK_G_T),
-        np.float32(MASK_D_LOW), np.float32(MASK_D_HIGH), np.float32(MASK_DARK), 0, out,
-    )
-    return out
 
 
 class GeneratorWeights:
@@ -318,13 +274,12 @@ def generator_hidden(pixels: np.ndarray, seed: np.uint64,
     """(hidden vectors after both layers and the key's signs (nby, nbx, c), each block's luma
     variance and activity gain (nby, nbx)) of an (H, W, C) uint8/uint16 image."""
     h, w, _ = pixels.shape
-    maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
     nby, nbx = -(-h // 8), -(-w // 8)
     h1 = np.empty((nby, nbx, net.hidden), np.float32)
     var = np.empty((nby, nbx), np.float32)
     mean = np.empty((nby, nbx), np.float32)
-    genk.generator_features_kernel(np.ascontiguousarray(pixels), np.float32(1.0 / maxval), net.dct, seed,
-                                   net.w1t, net.b1, h1, var, mean)
+    genk.generator_features_kernel(np.ascontiguousarray(pixels), np.float32(1.0 / data_range_of(pixels.dtype)),
+                                   net.dct, seed, net.w1t, net.b1, h1, var, mean)
     h2 = np.empty_like(h1)
     genk.conv3x3_relu_kernel(h1, net.w2t, net.b2, h2)
     genk.modulate_kernel(h2, var, mean, seed, np.float32(net.activity_tau**2), np.float32(net.activity_floor),
@@ -365,20 +320,23 @@ def block_visibility_weight(var: np.ndarray) -> np.ndarray:
     return (np.float32(GEN_TEXTURED_WEIGHT) + np.float32(1.0 - GEN_TEXTURED_WEIGHT) / (1.0 + t)).astype(np.float32)
 
 
-def _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval) -> int:
-    """Multiply a stripe's ``gain`` by alpha (opacity) and the artist's region
-    mask, in place; return how many of its pixels keep weight > 0.1."""
+def _weigh_by_alpha_and_region(gain: np.ndarray, alpha: np.ndarray | None, region: np.ndarray | None,
+                               y0: int, y1: int, data_range: int) -> int:
+    """Multiply a stripe's ``gain`` by alpha (opacity, 0..``data_range``) and the artist's
+    region mask, in place; return how many of its pixels keep weight > 0.1."""
     if alpha is not None:
-        gain *= alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval)
+        gain *= alpha[y0:y1].astype(np.float32) * np.float32(1.0 / data_range)
     if region is not None:
         gain *= region[y0:y1].astype(np.float32) * np.float32(1.0 / 255.0)
     return int(np.count_nonzero(gain > 0.1))
 
 
-def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out) -> int:
+def _generator_stripes(pixels: np.ndarray, *, seed: np.uint64, amplitude: np.float32, data_range: int,
+                       alpha: np.ndarray | None, region: np.ndarray | None, stripe: int, out: np.ndarray) -> int:
     """The "adversarial" method: run the generator, scale its RGB field so that
     its visibility-weighted RMS per channel is ``amplitude``, and add it in
-    stripes; return how many pixels got weight > 0.1.
+    stripes; return how many pixels got weight > 0.1.  ``data_range`` is the image's
+    :func:`~protect.arrays.data_range_of`.
 
     The energy is averaged over the area that carries the pattern: opaque
     pixels (weighted by alpha) of active blocks (weighted by their activity
@@ -396,14 +354,14 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
     total = 0.0
     # the scale is set on what can be seen and carries the pattern: transparent pixels and
     # blocks the activity gain leaves alone do not count
-    counts = _block_sums(np.ones((h, w), np.uint8)) if alpha is None else _block_sums(alpha) / float(maxval)
+    counts = _block_sums(np.ones((h, w), np.uint8)) if alpha is None else _block_sums(alpha) / float(data_range)
     opaque = float(np.sum(counts * act, dtype=np.float64))
     for y0 in range(0, h, stripe):
         y1 = min(h, y0 + stripe)
         field = field_buf[: y1 - y0]
         genk.synthesis_kernel(h2, net.atoms, y0, field)
         if alpha is not None:
-            field *= np.sqrt(alpha[y0:y1].astype(np.float32) * np.float32(1.0 / maxval))[..., None]
+            field *= np.sqrt(alpha[y0:y1].astype(np.float32) * np.float32(1.0 / data_range))[..., None]
         total += genk.weighted_energy_kernel(field, weight, y0)
     vis_rms = math.sqrt(total / (3.0 * opaque)) if opaque > 0 else 0.0
     if vis_rms == 0.0:
@@ -418,21 +376,23 @@ def generator_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, ou
         field = field_buf[: y1 - y0]
         gain = gain_buf[: y1 - y0]
         gain[...] = 1.0
-        covered += _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval)
+        covered += _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, data_range)
         genk.synthesis_kernel(h2, net.atoms, y0, field)
-        genk.apply_field_kernel(pixels[y0:y1], field, gain, scale, maxval, mono, out[y0:y1])
+        apply_field_kernel(pixels[y0:y1], field, gain, scale, data_range, mono, out[y0:y1])
     return covered
 
 
-def perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out) -> int:
-    """Run the kernels over horizontal stripes; return how many pixels got weight > 0.1.
+def _texture_stripes(pixels: np.ndarray, *, seed: np.uint64, amplitude: np.float32, data_range: int,
+                     alpha: np.ndarray | None, region: np.ndarray | None, stripe: int, out: np.ndarray) -> int:
+    """The "texture" method: block-DCT noise placed by the perceptual mask, over
+    horizontal stripes; return how many pixels got weight > 0.1.
 
     No validation: :func:`protect_image` has done it.  Buffers are allocated
     once per call, at stripe size, so memory stays bounded.
     """
     h, w, _ = pixels.shape
-    halo = MASK_RADIUS + 1
-    scale8 = np.float32(255.0 / maxval)  # the mask works on a 0-255 scale
+    halo = MASK.radius + 1
+    scale8 = np.float32(255.0 / data_range)  # the mask works on a 0-255 scale
     lum_buf = np.empty((stripe + 2 * halo, w), np.float32)
     gain_buf = np.empty((stripe, w), np.float32)
     noise_buf = np.empty((stripe, w), np.float32)
@@ -445,18 +405,27 @@ def perturb_stripes(pixels, seed, amplitude, maxval, alpha, region, stripe, out)
         gain = gain_buf[: y1 - y0]
         noise = noise_buf[: y1 - y0]
         perturb.luminance_kernel(pixels[a0:a1], scale8, lum)
-        perturb.perceptual_mask_kernel(
-            lum, MASK_RADIUS, np.float32(MASK_T_LOW), np.float32(MASK_T_HIGH), np.float32(MASK_G_T),
-            np.float32(MASK_D_LOW), np.float32(MASK_D_HIGH), np.float32(MASK_DARK), y0 - a0, gain,
-        )
-        covered += _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, maxval)
-        perturb.dct_noise_kernel(seed, _ATOMS, y0, 0, gain, noise)
-        perturb.apply_noise_kernel(pixels[y0:y1], noise, gain, amplitude, maxval, out[y0:y1])
+        mask_rows(lum, y0 - a0, gain)
+        covered += _weigh_by_alpha_and_region(gain, alpha, region, y0, y1, data_range)
+        perturb.dct_noise_kernel(seed, ATOMS, y0, 0, gain, noise)
+        apply_field_kernel(pixels[y0:y1], noise[..., None], gain, amplitude, data_range, False, out[y0:y1])
     return covered
 
 
-#: The stripe runner of each method (same signature, same return value).
-_STRIPE_RUNNERS = {"adversarial": generator_stripes, "texture": perturb_stripes}
+#: The stripe runner of each method (same keyword-only parameters, same return value).
+_STRIPE_RUNNERS = {"adversarial": _generator_stripes, "texture": _texture_stripes}
+
+
+def run_stripes(method: str, pixels: np.ndarray, *, seed: np.uint64, amplitude: np.float32, data_range: int,
+                alpha: np.ndarray | None = None, region: np.ndarray | None = None, stripe: int = STRIPE_ROWS,
+                out: np.ndarray) -> int:
+    """Method ``method``'s perturbation of ``pixels`` into ``out``, stripe by stripe, with no
+    validation and no seeding (what :func:`protect_image` runs after both; benchmarks time it
+    alone).  ``amplitude`` is on the image's scale, ``data_range`` its
+    :func:`~protect.arrays.data_range_of` as an int, ``stripe`` a multiple of 8.  Returns how many
+    pixels got weight > 0.1."""
+    return _STRIPE_RUNNERS[method](pixels, seed=seed, amplitude=amplitude, data_range=data_range, alpha=alpha,
+                                   region=region, stripe=stripe, out=out)
 
 
 def protect_image(
@@ -496,17 +465,17 @@ def protect_image(
     report : ProtectReport
     """
     t0 = time.perf_counter()
-    _check_image(pixels, "pixels")
+    check_image(pixels, "pixels")
     if not isinstance(settings, Settings):
         raise TypeError("settings must be a protect.Settings")
     h, w, c = pixels.shape
-    alpha = _check_weight(alpha, (h, w), "alpha")
-    region = _check_weight(region, (h, w), "region mask")
+    alpha = check_plane(alpha, (h, w), "alpha")
+    region = check_plane(region, (h, w), "region mask")
     if int(stripe_rows) < 8:
         raise ValueError("stripe_rows must be >= 8")
     stripe = int(math.ceil(int(stripe_rows) / 8) * 8)
 
-    maxval = 255 if pixels.dtype == np.uint8 else 65535
+    data_range = int(data_range_of(pixels.dtype))  # an int, the type the kernels take
     out = np.empty_like(pixels)
     if settings.strength == 0.0:
         out[...] = pixels
@@ -520,8 +489,9 @@ def protect_image(
         return out, ProtectReport(math.inf, 0, 0.0, time.perf_counter() - t0, note)
 
     seed = derive_seed(settings.key, pixels, settings.algorithm)
-    amplitude = np.float32(settings.amplitude * maxval / 255.0)
-    covered = _STRIPE_RUNNERS[settings.method](pixels, seed, amplitude, maxval, alpha, region, stripe, out)
+    amplitude = np.float32(settings.amplitude * data_range / 255.0)
+    covered = run_stripes(settings.method, pixels, seed=seed, amplitude=amplitude, data_range=data_range,
+                          alpha=alpha, region=region, stripe=stripe, out=out)
     psnr, max_abs = diff_stats(pixels, out)
     report = ProtectReport(
         psnr=psnr,

@@ -39,10 +39,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from dataclasses import asdict, dataclass, field
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .arrays import crop_center
 from .declutter import ATTACKS, apply_attack, apply_geometry, apply_region, attack_names
 from .metrics import ciede2000, psnr, ssim, ssimulacra2
 
@@ -55,6 +56,9 @@ __all__ = [
     "gaussian_twin",
     "latent_shift",
     "flatten_8bit",
+    "surrogate_crop",
+    "encoder_input",
+    "finite_median",
     "SURROGATE_CROP",
 ]
 
@@ -196,15 +200,15 @@ def gaussian_twin(original: np.ndarray, target_mse: float, *, seed: int, iterati
     return out
 
 
-def _center_crop(x: np.ndarray, side: int) -> np.ndarray:
+def surrogate_crop(x: np.ndarray, side: int) -> np.ndarray:
+    """The centre crop the surrogate encoder sees: at most ``side`` square, sides multiples of 8."""
     h, w = x.shape[:2]
-    ch, cw = min(h, side) // 8 * 8, min(w, side) // 8 * 8
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    return x[y0:y0 + ch, x0:x0 + cw]
+    return crop_center(x, min(h, side) // 8 * 8, min(w, side) // 8 * 8)
 
 
-def _encoder_input(u8: np.ndarray, side: int) -> np.ndarray:
-    x = _center_crop(u8, side).astype(np.float32) / np.float32(255.0)
+def encoder_input(u8: np.ndarray, side: int) -> np.ndarray:
+    """An 8-bit image as the encoder takes it: its :func:`surrogate_crop`, float32 in [0, 1], RGB."""
+    x = surrogate_crop(u8, side).astype(np.float32) / np.float32(255.0)
     if x.shape[2] == 1:
         x = np.repeat(x, 3, axis=2)
     return x
@@ -213,8 +217,8 @@ def _encoder_input(u8: np.ndarray, side: int) -> np.ndarray:
 def latent_shift(encode: Callable[[np.ndarray], np.ndarray], reference: np.ndarray, other: np.ndarray,
                  *, crop: int = SURROGATE_CROP, reference_latent: np.ndarray | None = None) -> float:
     """``|E(other) - E(reference)| / |E(reference)|`` on a centre crop of two 8-bit images."""
-    z0 = reference_latent if reference_latent is not None else encode(_encoder_input(reference, crop))
-    z1 = encode(_encoder_input(other, crop))
+    z0 = reference_latent if reference_latent is not None else encode(encoder_input(reference, crop))
+    z1 = encode(encoder_input(other, crop))
     return float(np.linalg.norm(z1 - z0)) / max(float(np.linalg.norm(z0)), 1e-12)
 
 
@@ -303,7 +307,7 @@ def verify_pair(
                                       posted=apply_region(attack, d))
         res = AttackResult(attack, corr, energy, surv)
         if encoder is not None and attack in names:
-            z0 = encoder(_encoder_input(ao, crop))
+            z0 = encoder(encoder_input(ao, crop))
             res.footprint = latent_shift(encoder, ao, ap, crop=crop, reference_latent=z0)
             res.footprint_gaussian = latent_shift(encoder, ao, attacked[2], crop=crop, reference_latent=z0)
             if res.footprint_gaussian > 0:
@@ -327,4 +331,10 @@ def median_by_attack(reports: Sequence[PairReport], key: str) -> dict[str, float
             values.setdefault(a.attack, [])
             if v is not None:
                 values[a.attack].append(v)
-    return {k: (float(np.median(v)) if v else None) for k, v in values.items()}
+    return {k: finite_median(v) for k, v in values.items()}
+
+
+def finite_median(values: Iterable[float | None]) -> float | None:
+    """The median of the finite values (None, inf and NaN left out), or None when there are none."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.median(vals)) if vals else None

@@ -74,6 +74,7 @@ import cv2
 import numpy as np
 
 from .kernels import watermark as wk
+from .perceptual import luma8, perceptual_mask
 
 __all__ = [
     "Detection",
@@ -432,8 +433,6 @@ def mark_gain(pixels: np.ndarray, *, amplitude: float = MARK_AMPLITUDE, alpha: n
     places the noise) scaled to ``amplitude``, with a floor of
     ``FLAT_GAIN * amplitude`` on flat colour; scaled by alpha.  ``mask``: the
     perceptual mask, when the caller has it already."""
-    from .pipeline import perceptual_mask
-
     maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
     if mask is None:
         mask = perceptual_mask(pixels)
@@ -459,8 +458,6 @@ def embed_mark(
     in 8-bit code values in textured areas (flat areas get ``FLAT_GAIN`` of it);
     ``step`` the quantiser step of the cell means that carry the payload.
     """
-    from .pipeline import luma8, perceptual_mask
-
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
         raise ValueError("pixels must be an (H, W, 1) or (H, W, 3) uint8/uint16 array")
     if len(payload) != 8:
@@ -572,8 +569,6 @@ def _residual(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     plus a floor for quantisation noise: the matched-filter weighting, which
     trusts flat areas (little artwork to hide the mark) in proportion to how
     much mark they carry."""
-    from .pipeline import luma8, perceptual_mask
-
     maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
     lum = luma8(pixels)
     # the sync's band: sigma 0.6 px takes off what lies above it (periods under ~3 px: demosaicing and
@@ -1002,8 +997,6 @@ def _decode(hypothesis: tuple, key: str) -> tuple[bytes, bool]:
 
 def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None) -> Detection:
     """Look for a mark made with ``key``; see the module docstring for the method."""
-    from .pipeline import luma8
-
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
         raise ValueError("pixels must be an (H, W, 1) or (H, W, 3) uint8/uint16 array")
     if not key:

@@ -30,7 +30,8 @@ import math
 import numpy as np
 
 from ._jit import njit_inline, njit_serial
-from .perturb import splitmix64
+from .hashing import splitmix64
+from .rec601 import LUMA_B, LUMA_G, LUMA_R
 
 _KZ = np.uint64(0xA0761D6478BD642F)
 _KB = np.uint64(0xE7037ED1A0B428DB)
@@ -129,7 +130,7 @@ def generator_features_kernel(src, scale, dct, seed, w1t, b1, hidden_out, var_ou
                         r = np.float32(src[y, x, 0]) * scale
                         g = np.float32(src[y, x, 1]) * scale
                         b = np.float32(src[y, x, 2]) * scale
-                        lum = np.float32(0.299) * r + np.float32(0.587) * g + np.float32(0.114) * b
+                        lum = np.float32(LUMA_R) * r + np.float32(LUMA_G) * g + np.float32(LUMA_B) * b
                         cr += r - lum
                         cb += b - lum
                     else:
@@ -266,37 +267,3 @@ def weighted_energy_kernel(field, block_weight, row0):
                 e += f * f
             total += np.float64(block_weight[by, x // 8]) * e
     return total
-
-
-@njit_serial
-def apply_field_kernel(src, field, gain, amplitude, maxval, mono, out):
-    """``out = clip(round(src + amplitude * gain * field), 0, maxval)``.
-
-    ``src``/``out`` (h, w, c) uint8/uint16 with c = 3 (RGB: channel ``ch``
-    takes ``field[..., ch]``, or with ``mono`` every channel takes the
-    field's Rec. 601 luma, so a grey picture stays grey) or c = 1 (grey:
-    the field's luma); ``field`` (h, w, 3) and ``gain`` (h, w) float32.
-    Rounding is half up (floor(v + 0.5)).
-    """
-    h, w, c = src.shape
-    hi = np.float32(maxval)
-    zero = np.float32(0.0)
-    half = np.float32(0.5)
-    for y in range(h):
-        for x in range(w):
-            g = gain[y, x]
-            if g == 0.0:
-                for ch in range(c):
-                    out[y, x, ch] = src[y, x, ch]
-                continue
-            k = amplitude * g
-            if c == 1 or mono:
-                f = (np.float32(0.299) * field[y, x, 0] + np.float32(0.587) * field[y, x, 1]
-                     + np.float32(0.114) * field[y, x, 2])
-                for ch in range(c):
-                    v = np.float32(src[y, x, ch]) + k * f + half
-                    out[y, x, ch] = np.int64(min(max(v, zero), hi + half))
-            else:
-                for ch in range(c):
-                    v = np.float32(src[y, x, ch]) + k * field[y, x, ch] + half
-                    out[y, x, ch] = np.int64(min(max(v, zero), hi + half))

@@ -12,22 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import njit_inline, njit_serial
+from .hashing import splitmix64
+from .rec601 import LUMA_B, LUMA_G, LUMA_R
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _KY = np.uint64(0xC2B2AE3D27D4EB4F)
 _KX = np.uint64(0x165667B19E3779F9)
 _KC = np.uint64(0xD6E8FEB86659FD93)
-
-
-@njit_inline
-def splitmix64(x):
-    """SplitMix64 finaliser (Steele, Lea & Flood 2014): a bijective 64-bit mix."""
-    z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
 
 
 @njit_inline
@@ -136,9 +126,9 @@ def luminance_kernel(src, scale, out):
         for y in range(h):
             for x in range(w):
                 out[y, x] = (
-                    np.float32(0.299) * np.float32(src[y, x, 0])
-                    + np.float32(0.587) * np.float32(src[y, x, 1])
-                    + np.float32(0.114) * np.float32(src[y, x, 2])
+                    np.float32(LUMA_R) * np.float32(src[y, x, 0])
+                    + np.float32(LUMA_G) * np.float32(src[y, x, 1])
+                    + np.float32(LUMA_B) * np.float32(src[y, x, 2])
                 ) * scale
 
 
@@ -237,29 +227,3 @@ def perceptual_mask_kernel(lum, radius, t_low, t_high, g_t, d_low, d_high, dark,
             tex = t * t * (three - two * t) * (d * d * (three - two * d))
             lf = min(dark + lf_slope * lum[y, x], one)
             out[i, x] = tex * lf
-
-
-@njit_serial
-def apply_noise_kernel(src, noise, gain, amplitude, maxval, out):
-    """``out = clip(round(src + amplitude * gain * noise), 0, maxval)`` per channel.
-
-    ``src`` and ``out`` are (h, w, c) integer arrays (uint8 or uint16);
-    ``noise`` and ``gain`` are (h, w) float32; the same noise goes to every
-    channel (a luminance perturbation).  Rounding is half up (floor(v + 0.5)).
-    """
-    h, w, c = src.shape
-    hi = np.float32(maxval)
-    zero = np.float32(0.0)
-    half = np.float32(0.5)
-    for y in range(h):
-        for x in range(w):
-            g = gain[y, x]
-            if g == 0.0:
-                for ch in range(c):
-                    out[y, x, ch] = src[y, x, ch]
-                continue
-            d = amplitude * g * noise[y, x]
-            for ch in range(c):
-                v = np.float32(src[y, x, ch]) + d + half
-                v = min(max(v, zero), hi + half)
-                out[y, x, ch] = np.int64(v)
