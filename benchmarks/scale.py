@@ -46,7 +46,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from speed import illustration  # noqa: E402
 
-from protect.batch import Options, discover, run_batch, warm_jit  # noqa: E402
+from protect.batch import Options, run_batch, warm_jit  # noqa: E402
+from protect.files import discover  # noqa: E402
 from protect.pipeline import Settings  # noqa: E402
 
 KEY = "scale-benchmark-key"

@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from protect import pipeline as pl  # noqa: E402
-from protect.batch import Job, Options, protect_file, run_batch, warm_jit  # noqa: E402
+from protect.batch import Options, protect_file, run_batch, warm_jit  # noqa: E402
+from protect.files import Job  # noqa: E402
 from protect.kernels import perturb  # noqa: E402
 from protect.pipeline import Settings  # noqa: E402
 

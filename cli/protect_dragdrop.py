@@ -256,7 +256,8 @@ def _run(argv: list[str]) -> int:
     from tqdm import tqdm
 
     from protect import io as pio
-    from protect.batch import BatchLocked, Options, default_workers, discover, run_batch, warm_jit
+    from protect.batch import BatchLocked, Options, default_workers, run_batch, warm_jit
+    from protect.files import discover
     from protect.pipeline import Settings
     from protect.userdirs import resolve_key
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 distributed = pytest.importorskip("distributed")
 
-from protect import batch  # noqa: E402
+from protect import batch, files  # noqa: E402
 from protect.distributed import (ClusterError, ProtectPlugin, _protect_group, check_workers,  # noqa: E402
                                 protect_many)
 from protect.pipeline import Settings  # noqa: E402
@@ -42,7 +42,7 @@ def art(tmp_path: Path, copies: int = 1) -> Path:
 
 
 def local_run(src: Path, out: Path) -> batch.Report:
-    jobs = list(batch.discover([src], out=out))
+    jobs = list(files.discover([src], out=out))
     return batch.run_batch(jobs, batch.Options(Settings(key=KEY)), workers=1)
 
 
@@ -144,7 +144,7 @@ def test_killed_worker_loses_and_corrupts_nothing(client, tmp_path):
 def test_task_on_a_worker_with_another_key_writes_nothing(client, tmp_path):
     """The per-task check (a worker that joins after the challenge with another key)."""
     Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "a.png")
-    jobs = list(batch.discover([tmp_path / "a.png"], out=tmp_path / "out"))
+    jobs = list(files.discover([tmp_path / "a.png"], out=tmp_path / "out"))
     options = batch.Options(Settings(key=""))
     results = client.submit(_protect_group, jobs, options, b"nonce", "not-the-proof", pure=False).result()
     assert results[0].status == "failed" and "holds a different key than the client" in results[0].reason

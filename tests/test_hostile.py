@@ -19,7 +19,7 @@ from hostile import make_folder, many_frame_gif
 from PIL import Image
 from typer.testing import CliRunner
 
-from protect import batch
+from protect import batch, files
 from protect import io as pio
 from protect.cli import app
 from protect.pipeline import Settings
@@ -225,7 +225,7 @@ def test_a_killed_worker_costs_its_file_only_and_the_pool_restarts(tmp_path):
     for i in range(9):
         Image.fromarray(textured(48, 64, seed=i)).save(src / f"{i}.png")
     Image.fromarray(textured(48, 64)).save(src / "bomb.png")
-    jobs = list(batch.discover([src]))
+    jobs = list(files.discover([src]))
     opts = batch.Options(Settings(0.4, "k"))
     rep = batch.run_batch(jobs, opts, workers=2, worker=_killer)
     by = {Path(r.src).name: r for r in rep.results}

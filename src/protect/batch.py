@@ -53,35 +53,17 @@ import numpy as np
 
 from . import __version__
 from . import io as pio
+from .files import STATE_DIR, Job, describe_error
 from .pipeline import Settings, diff_stats, protect_image
 from .metadata import MetadataSettings, authorship_exif, optout_xmp, strip_location_exif, strip_location_xmp
-from .provenance import ProvenanceError
 from .visible import VisibleMark, apply_visible
 from .watermark import ALGORITHM as MARK_ALGORITHM
 from .watermark import detect_mark, embed_mark
-
-SUFFIX = "_protected"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-@dataclass(frozen=True)
-class Job:
-    """One file to protect."""
-
-    src: Path
-    dst: Path
-    rel: Path  # path relative to the input root it was found under (for masks, reports)
-    mask: Path | None = None
-    root: Path | None = None  # the output root whose .protect/ holds this output's record (default: dst's folder)
-    seen: tuple[int, int] | None = None  # (size, mtime_ns) of the file at dst when planned; None: nothing there
-
-    @property
-    def out_root(self) -> Path:
-        return self.root if self.root is not None else self.dst.parent
 
 
 @dataclass(frozen=True)
@@ -267,84 +249,8 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
 
 
-# ------------------------------------------------------------------ discovery
-
-
-def is_protect_output(path: Path) -> bool:
-    """True for names protect writes (``*_protected*`` and temp files)."""
-    return path.stem.endswith(SUFFIX) or path.name.endswith(pio.TEMP_SUFFIX) or path.name == STATE_DIR
-
-
-def _output_name(src: Path, fmt: str | None) -> str:
-    suffix = pio.extension_for(fmt, src.suffix) if fmt else src.suffix
-    return src.stem + suffix
-
-
-def _within(path: Path, parent: Path) -> bool:
-    try:
-        path.relative_to(parent)
-        return True
-    except ValueError:
-        return False
-
-
-def _walk_images(root: Path, exclude: Path | None) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        keep = []
-        for d in sorted(dirnames):
-            sub = (here / d).resolve()
-            if d.startswith(".") or d.endswith(SUFFIX) or (exclude is not None and sub == exclude):
-                continue
-            keep.append(d)
-        dirnames[:] = keep
-        for name in sorted(filenames):
-            p = here / name
-            if name.startswith(".") or is_protect_output(p):
-                continue
-            if p.suffix.lower() in pio.EXTENSIONS:
-                yield p
-
-
-def _find_mask(mask: Path | None, rel: Path) -> Path | None:
-    if mask is None:
-        return None
-    if mask.is_file():
-        return mask
-    base = mask / rel
-    for cand in [base, base.with_suffix(".png"), *(base.with_suffix(e) for e in pio.EXTENSIONS)]:
-        if cand.is_file():
-            return cand
-    return None
-
-
-def discover(paths: Iterable[Path], *, out: Path | None = None, fmt: str | None = None,
-             mask: Path | None = None) -> Iterator[Job]:
-    """Yield a :class:`Job` for every image under ``paths`` (files or folders)."""
-    out_res = out.resolve() if out is not None else None
-    for given in paths:
-        given = Path(given)
-        if given.is_dir():
-            root = given.resolve()
-            dest_root = out if out is not None else given.parent / (given.name + SUFFIX)
-            exclude = out_res if (out_res is not None and _within(out_res, root)) else None
-            for src in _walk_images(given, exclude):
-                rel = src.relative_to(given)
-                dst = dest_root / rel.parent / _output_name(src, fmt)
-                yield Job(src, dst, rel, _find_mask(mask, rel), root=dest_root)
-        else:
-            rel = Path(given.name)
-            if out is not None:
-                dst = out / _output_name(given, fmt)
-            else:
-                dst = given.with_name(given.stem + SUFFIX + Path(_output_name(given, fmt)).suffix)
-            yield Job(given, dst, rel, _find_mask(mask, rel), root=dst.parent)
-
-
 # ---------------------------------------------------------------- state file
 
-#: The hidden folder in each output root: state records, their secret, the lock.
-STATE_DIR = ".protect"
 _STATE_VERSION = 1
 
 
@@ -633,22 +539,6 @@ def prepare_metadata(img: pio.ImageFile, settings: MetadataSettings, notes: list
     exif, _ = strip_location_exif(img.exif)
     xmp, _ = strip_location_xmp(img.xmp)
     return replace(img, exif=exif, xmp=xmp)
-
-
-def describe_error(exc: BaseException) -> str:
-    """The one-line reason shown to the user for a file that failed."""
-    if isinstance(exc, (pio.InputError, ProvenanceError)):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory (try --workers 1, or a smaller image)"
-    if isinstance(exc, PermissionError):
-        return f"permission denied: {exc.filename or exc}"
-    if isinstance(exc, OSError):
-        if exc.errno == 36:  # ENAMETOOLONG
-            return f"the output name is too long for the file system: {exc.filename or ''}".rstrip(": ")
-        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-    text = " ".join(str(exc).split())
-    return f"unexpected error: {type(exc).__name__}: {text}"
 
 
 def _dst_seen(path: Path) -> tuple[int, int] | None:

@@ -24,7 +24,8 @@ from typer.core import TyperGroup
 
 from . import __version__
 from . import io as pio
-from .batch import BatchLocked, Options, default_workers, discover, run_batch, warm_jit
+from .batch import BatchLocked, Options, default_workers, run_batch, warm_jit
+from .files import SUFFIX, describe_error, discover, walk_images
 from .metadata import OPT_OUT_VALUES, MetadataSettings
 from .pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH, METHODS, Settings
 from .userdirs import KEY_ENV, KeyProblem, resolve_key
@@ -497,7 +498,7 @@ def _note_unsupported(paths: list[Path]) -> None:
         else:
             candidates = []
             for dirpath, dirnames, filenames in os.walk(p):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".") and not d.endswith("_protected")]
+                dirnames[:] = [d for d in dirnames if not d.startswith(".") and not d.endswith(SUFFIX)]
                 candidates += [Path(dirpath, f) for f in filenames if not f.startswith(".")]
         for c in candidates:
             if c.suffix.lower() in UNSUPPORTED_IMAGES:
@@ -578,7 +579,6 @@ def detect(
     Exit codes: 0 every file was read (found or not; with --require: every file has a mark),
     1 a file could not be read (or, with --require, has no mark), 2 usage error.
     """
-    from .batch import _walk_images, describe_error
     from .watermark import detect_mark, describe_detection
 
     resolved = _key(key, key_file, create=False)
@@ -587,7 +587,7 @@ def detect(
         raise typer.Exit(2)
     paths, seen = [], set()
     for f in files:
-        for p in _walk_images(f, None) if f.is_dir() else [f]:
+        for p in walk_images(f) if f.is_dir() else [f]:
             if p.resolve() not in seen:  # a file named twice (or inside a folder also named) is read once
                 seen.add(p.resolve())
                 paths.append(p)
@@ -828,8 +828,6 @@ def declutter(
             pio.write_image(dst, meta, format=pio.normalise_format(dst.suffix.lstrip(".") or "png"))
             _err(f"{name}: {dst}")
     except (pio.InputError, OSError, ValueError) as exc:
-        from .batch import describe_error
-
         _err(f"error: {source}: {describe_error(exc) if not isinstance(exc, ValueError) else exc}")
         raise typer.Exit(1) from None
 

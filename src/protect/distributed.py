@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 from .userdirs import KEY_ENV, key_file
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import FileResult, Job, Options, Report
+    from .batch import FileResult, Options, Report
+    from .files import Job
     from .pipeline import Settings
 
 __all__ = ["ClusterError", "KEY_FILE_ENV", "ProtectPlugin", "check_workers", "key_from_environment",
@@ -356,7 +357,8 @@ def protect_many(paths: Iterable[str | os.PathLike], out: str | os.PathLike | No
     client.  Every worker must hold the same key in its own environment.
     Returns the :class:`~protect.batch.Report` (``report.exit_code`` as the CLI's).
     """
-    from .batch import Options, discover
+    from .batch import Options
+    from .files import discover
     from .pipeline import Settings
 
     options = settings if isinstance(settings, Options) else Options(settings if settings is not None else Settings())

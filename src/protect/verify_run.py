@@ -20,10 +20,10 @@ import numpy as np
 
 from . import __version__
 from . import io as pio
-from .batch import SUFFIX, describe_error, discover
+from .files import SUFFIX, describe_error, discover
 from .declutter import ATTACKS, attack_names
 from .report import SHEET_ATTACKS, contact_sheet, render_html, sheet_filename
-from .verify import SURROGATE_CROP, PairReport, Thresholds, flatten_8bit, median_by_attack, verify_pair
+from .verify import SURROGATE_CROP, PairReport, Thresholds, finite_median, flatten_8bit, median_by_attack, verify_pair
 
 __all__ = ["pair_files", "VerifyRun", "run_verify", "load_surrogate"]
 
@@ -93,20 +93,15 @@ class VerifyRun:
             "pairs": [r.to_json() | {"failures": self.failures.get(r.name, [])} for r in self.reports],
             "errors": [{"name": n, "reason": why} for n, why in self.errors],
             "median": {
-                "psnr": _median([r.psnr for r in self.reports]),
-                "ssimulacra2": _median([r.ssimulacra2 for r in self.reports]),
-                "ciede2000_mean": _median([r.ciede2000_mean for r in self.reports]),
+                "psnr": finite_median([r.psnr for r in self.reports]),
+                "ssimulacra2": finite_median([r.ssimulacra2 for r in self.reports]),
+                "ciede2000_mean": finite_median([r.ciede2000_mean for r in self.reports]),
                 "survival": summary["survival"],
                 "footprint_ratio": summary["footprint_ratio"],
             },
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
         }
-
-
-def _median(values: list[float]) -> float | None:
-    vals = [v for v in values if v is not None and np.isfinite(v)]
-    return float(np.median(vals)) if vals else None
 
 
 def _first_frame(path: Path, max_pixels: int) -> tuple[pio.Frame, int]:

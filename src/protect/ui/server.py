@@ -507,7 +507,8 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
         return JSONResponse({"name": rel, "count": len(batch.files)})
 
     def _run_batch(batch: Batch) -> None:
-        from ..batch import Job, default_workers, run_batch, warm_jit
+        from ..batch import default_workers, run_batch, warm_jit
+        from ..files import Job
 
         try:
             claimed: set[Path] = set()
