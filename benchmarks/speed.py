@@ -69,8 +69,8 @@ def median_time(fn, repeat: int) -> float:
 
 def kernels_once(img: np.ndarray, out: np.ndarray) -> None:
     """The kernel part of protect_image: luma, mask, noise, apply, in stripes."""
-    pl.run_stripes("texture", img, seed=np.uint64(7), amplitude=np.float32(pl.AMPLITUDES_AT_FULL_STRENGTH["texture"] * 0.4),
-                   data_range=255, out=out)
+    amplitude = np.float32(pl.AMPLITUDES_AT_FULL_STRENGTH["texture"] * 0.4)
+    pl.run_stripes("texture", img, seed=np.uint64(7), amplitude=amplitude, data_range=255, out=out)
 
 
 def fft_noise(h: int, w: int, seed: int) -> np.ndarray:
