@@ -4,6 +4,7 @@ NumPy references, the shipped weights, and protect_image's promises."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ from protect.kernels import generator as genk
 from protect.kernels.apply import apply_field_kernel
 
 NET = pl.generator_weights()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _image(h=72, w=88, seed=0):
@@ -101,6 +103,35 @@ def test_shipped_weights_record_how_they_were_made():
     assert not set(meta["train"]) & set(meta["held_out"])
     assert pl.GENERATOR_FILE.stat().st_size < 4 * 2**20  # "a few MB at most"
     json.dumps(meta)
+
+
+def _module_constants(path: Path) -> dict:
+    """The module-level NAME = literal assignments of a Python file (read, not imported: no torch)."""
+    import ast
+
+    out = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            arithmetic = (ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop)
+            if all(isinstance(n, arithmetic) for n in ast.walk(node.value)):  # 0.5, 2.0 / 255.0
+                out[node.targets[0].id] = eval(compile(ast.Expression(node.value), str(path), "eval"), {})
+    return out
+
+
+def test_run_time_constants_agree_with_where_they_were_set():
+    # the shipped weights name the algorithm version they implement
+    assert NET.meta["algorithm"] == pl.ALGORITHMS["adversarial"]
+    # the activity gain is read from the weights' metadata, as trained
+    colour = _module_constants(ROOT / "design" / "train_colour_generator.py")
+    assert (NET.activity_tau, NET.activity_floor) == (colour["ACTIVITY_TAU"], colour["ACTIVITY_FLOOR"])
+    # GEN_TEXTURED_WEIGHT / GEN_TEXTURE_TAU weigh the field's RMS at run time (AMPLITUDES_AT_FULL_STRENGTH
+    # was calibrated with them): the visibility weight of design/train_generator.py (BETA, TEXTURE_TAU).
+    # The colour generator's weights do not record them; where weights do, they must agree.
+    first = _module_constants(ROOT / "design" / "train_generator.py")
+    assert (pl.GEN_TEXTURED_WEIGHT, pl.GEN_TEXTURE_TAU) == (first["BETA"], first["TEXTURE_TAU"])
+    for name, value in (("beta", pl.GEN_TEXTURED_WEIGHT), ("texture_tau", pl.GEN_TEXTURE_TAU)):
+        if name in NET.meta:
+            assert NET.meta[name] == value, name
 
 
 def test_adversarial_is_default_and_stripes_are_exact():

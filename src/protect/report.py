@@ -1,7 +1,8 @@
 """The visual verify report: a contact sheet per image and an HTML summary.
 
-Pure drawing: arrays and reports in, an RGB array or an HTML string out.
-``cli.py`` writes the files through ``io.py``.
+Pure drawing: arrays and :class:`~protect.verify.PairReport` in, an RGB array,
+an HTML string or verdict lines out.  ``verify_run.py`` writes the sheets and
+``index.html`` through ``io.py``; ``cli.py`` prints the verdict lines.
 """
 
 from __future__ import annotations

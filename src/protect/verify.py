@@ -1,7 +1,8 @@
 """Measure a protected image against its original: visibility, survival, latent footprint.
 
-Arrays in, a :class:`PairReport` out; no file I/O here (``cli.py`` reads the
-files and ``report.py`` draws the sheets).
+Arrays in, a :class:`PairReport` out; no file I/O here (``verify_run.py`` pairs
+and reads the files and writes the JSON, ``report.py`` draws the sheets,
+``cli.py`` prints).
 
 Definitions
 -----------
