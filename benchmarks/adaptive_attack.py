@@ -72,6 +72,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from strength_curve import image_files  # noqa: E402
 
 from protect import io as pio  # noqa: E402
+from protect.arrays import data_range_of  # noqa: E402
 from protect.declutter import apply_attack, jpeg  # noqa: E402
 from protect.metrics import psnr, ssimulacra2  # noqa: E402
 from protect.pipeline import DEFAULT_METHOD, METHODS, Settings, protect_image  # noqa: E402
@@ -156,7 +157,7 @@ def rgb(u8: np.ndarray) -> np.ndarray:
 
 def load_picture(path: Path, group: str) -> Picture:
     fr = pio.read_image(path, max_pixels=None).frames[0]
-    return Picture(path.name, group, fr.pixels, fr.alpha, 255.0 if fr.pixels.dtype == np.uint8 else 65535.0)
+    return Picture(path.name, group, fr.pixels, fr.alpha, data_range_of(fr.pixels.dtype))
 
 
 def protect_flat(pixels, alpha, data_range, method: str, strength: float, key: str) -> np.ndarray:

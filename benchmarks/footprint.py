@@ -29,7 +29,6 @@ import argparse
 import datetime as _dt
 import json
 import platform
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,21 +36,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
+from bench_paths import CORPUS, RESULTS, ROOT  # first: puts src/ on sys.path
 from strength_curve import image_files  # noqa: E402
 
 from protect import io as pio  # noqa: E402
+from protect.arrays import data_range_of  # noqa: E402
 from protect.declutter import apply_attack, attack_names, capped_size, resize_to  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
 from protect.pipeline import METHODS, Settings, protect_image  # noqa: E402
 from protect.verify import encoder_input, finite_median, flatten_8bit, gaussian_twin, surrogate_crop  # noqa: E402
 
 KEY = "footprint-benchmark"
-CORPUS = ROOT.parent / "shared" / "corpus"
-RESULTS = ROOT / "benchmarks" / "results"
 TRAIN_SIZES = (1024, 512)
 
 _ENC = None
@@ -90,8 +85,8 @@ def measure(job: tuple) -> list[dict]:
     path, methods, strengths, attack_strength, attacks, crop = job
     img = pio.read_image(path, max_pixels=None)
     fr = img.frames[0]
-    rng = 255.0 if fr.pixels.dtype == np.uint8 else 65535.0
-    o_full = flatten_8bit(fr.pixels, fr.alpha, rng)
+    data_range = data_range_of(fr.pixels.dtype)
+    o_full = flatten_8bit(fr.pixels, fr.alpha, data_range)
     o_crop = surrogate_crop(o_full, crop)
     rows = []
     cache: dict[tuple, np.ndarray] = {}  # clean latents of the original, per (attack or size)
@@ -101,7 +96,7 @@ def measure(job: tuple) -> list[dict]:
             out, rep = protect_image(fr.pixels, Settings(strength, KEY, method), alpha=fr.alpha,
                                      keep_palette=img.palette)
             seconds = time.perf_counter() - t0
-            p_full = flatten_8bit(out, fr.alpha, rng)
+            p_full = flatten_8bit(out, fr.alpha, data_range)
             row = {
                 "image": Path(path).name, "method": method, "strength": strength, "psnr": rep.psnr,
                 "ssimulacra2": ssimulacra2(o_full, p_full, data_range=255), "seconds": seconds,

@@ -46,22 +46,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
+from bench_paths import CORPUS, RESULTS, ROOT, THRESHOLDS  # first: puts src/ on sys.path
 from strength_curve import image_files  # noqa: E402
 
 from protect import io as pio  # noqa: E402
+from protect.arrays import data_range_of  # noqa: E402
 from protect.declutter import apply_attack  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
 from protect.pipeline import DEFAULT_METHOD, METHODS, Settings, generator_weights, protect_image  # noqa: E402
 from protect.verify import finite_median, flatten_8bit, surrogate_crop  # noqa: E402
 
 KEY = "isovis-benchmark"
-CORPUS = ROOT.parent / "shared" / "corpus"
-RESULTS = ROOT / "benchmarks" / "results"
-THRESHOLDS = ROOT / "benchmarks" / "thresholds.toml"
 TARGETS = (85.0, 90.0)
 ATTACKS = ("none", "jpeg75", "webp80", "adverse_cleaner", "noisy_upscale", "resize_half")
 STRENGTHS = (0.2, 0.3, 0.4, 0.55, 0.7, 1.0)
@@ -75,7 +70,7 @@ def training_view(path: Path, long_side: int = 1024) -> np.ndarray:
     Returns the *full* downscaled image (protect runs on it; crops come later)."""
     img = pio.read_image(path, max_pixels=None)
     fr = img.frames[0]
-    rng = 255.0 if fr.pixels.dtype == np.uint8 else 65535.0
+    data_range = data_range_of(fr.pixels.dtype)
     px, alpha = fr.pixels, fr.alpha
     h, w = px.shape[:2]
     s = min(1.0, long_side / max(h, w))
@@ -85,7 +80,7 @@ def training_view(path: Path, long_side: int = 1024) -> np.ndarray:
         if px.ndim == 2:
             px = px[..., None]
         alpha = None if alpha is None else cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
-    u8 = flatten_8bit(px, alpha, rng)
+    u8 = flatten_8bit(px, alpha, data_range)
     if u8.shape[2] == 1:
         u8 = np.repeat(u8, 3, axis=2)
     return np.ascontiguousarray(u8)

@@ -33,10 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
+from bench_paths import CORPUS, RESULTS, ROOT, THRESHOLDS  # first: puts src/ on sys.path
 from strength_curve import png_size, image_files  # noqa: E402
 
 from protect import __version__  # noqa: E402
@@ -45,15 +42,13 @@ from protect.declutter import attack_names  # noqa: E402
 from protect.pipeline import Settings, protect_image  # noqa: E402
 from protect.declutter import apply_attack  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
-from protect.verify import finite_median, flatten_8bit, verify_pair  # noqa: E402
+from protect.arrays import data_range_of  # noqa: E402
+from protect.verify import Surrogate, finite_median, flatten_8bit, verify_pair  # noqa: E402
 from protect.watermark import detect_mark, embed_mark, payload_from_text  # noqa: E402
 
 KEY = "robustness-benchmark"
 MARK = payload_from_text("protect!")
 STRENGTH = 0.4
-CORPUS = ROOT.parent / "shared" / "corpus"
-RESULTS = ROOT / "benchmarks" / "results"
-THRESHOLDS = ROOT / "benchmarks" / "thresholds.toml"
 
 
 _ENCODER = None
@@ -74,11 +69,11 @@ def measure(path: str) -> dict:
     t0 = time.perf_counter()
     out, rep = protect_image(fr.pixels, Settings(STRENGTH, KEY), alpha=fr.alpha, keep_palette=img.palette)
     seconds = time.perf_counter() - t0
-    vr = verify_pair(fr.pixels, out, name=Path(path).name, alpha=fr.alpha, encoder=_ENCODER)
+    vr = verify_pair(fr.pixels, out, name=Path(path).name, alpha=fr.alpha, surrogate=Surrogate(_ENCODER))
     # noise + invisible mark: how visible together, and is the mark read back after each attack
-    rng = 255.0 if fr.pixels.dtype == np.uint8 else 65535.0
+    data_range = data_range_of(fr.pixels.dtype)
     marked = embed_mark(out, MARK, KEY, alpha=fr.alpha)
-    flat = flatten_8bit(marked, fr.alpha, rng)
+    flat = flatten_8bit(marked, fr.alpha, data_range)
     recovered = {}
     for attack in attack_names():
         det = detect_mark(apply_attack(attack, flat, seed=0), KEY)
@@ -97,7 +92,7 @@ def measure(path: str) -> dict:
         "survival": {a.attack: a.survival for a in vr.attacks},
         "footprint_ratio": {a.attack: a.footprint_ratio for a in vr.attacks},
         "verify_seconds": vr.seconds,
-        "ssimulacra2_with_mark": ssimulacra2(fr.pixels, marked, data_range=rng, alpha=fr.alpha),
+        "ssimulacra2_with_mark": ssimulacra2(fr.pixels, marked, data_range=data_range, alpha=fr.alpha),
         "watermark_recovered": recovered,
     }
 

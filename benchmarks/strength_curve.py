@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from protect import io as pio  # noqa: E402
+from protect.arrays import data_range_of  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
 from protect.pipeline import Settings, protect_image  # noqa: E402
 
@@ -46,7 +47,7 @@ def png_size(pixels: np.ndarray, alpha: np.ndarray | None) -> int:
 def measure(path: Path, strengths: list[float], method: str = "adversarial") -> list[dict]:
     img = pio.read_image(path, max_pixels=None)
     fr = img.frames[0]
-    rng = 255 if fr.pixels.dtype == np.uint8 else 65535
+    data_range = data_range_of(fr.pixels.dtype)
     base = png_size(fr.pixels, fr.alpha)
     rows = []
     for s in strengths:
@@ -55,7 +56,7 @@ def measure(path: Path, strengths: list[float], method: str = "adversarial") -> 
             "file": path.name,
             "strength": s,
             "psnr": rep.psnr,
-            "ssimulacra2": ssimulacra2(fr.pixels, out, data_range=rng, alpha=fr.alpha),
+            "ssimulacra2": ssimulacra2(fr.pixels, out, data_range=data_range, alpha=fr.alpha),
             "png_growth": png_size(out, fr.alpha) / base,
             "coverage": rep.coverage,
         })

@@ -31,7 +31,7 @@ from speed import illustration, median_time  # noqa: E402
 from protect import Settings, protect_image  # noqa: E402
 from protect.declutter import ATTACKS, apply_attack  # noqa: E402
 from protect.metrics import ciede2000, psnr, ssim, ssimulacra2  # noqa: E402
-from protect.verify import verify_pair  # noqa: E402
+from protect.verify import Surrogate, verify_pair  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:
@@ -78,7 +78,7 @@ def main() -> None:
         except SurrogateUnavailable as exc:
             print(f"  surrogate skipped: {exc}")
             return
-        t = timed(lambda: verify_pair(img, out, encoder=enc), 1)
+        t = timed(lambda: verify_pair(img, out, surrogate=Surrogate(enc)), 1)
         print(f"  verify with TAEF2 footprint (512 px crop, {len(ATTACKS)} attacks x 3 encodes) {t:7.2f} s")
 
 

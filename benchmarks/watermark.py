@@ -50,6 +50,7 @@ import cv2  # noqa: E402
 
 from protect import Settings, protect_image  # noqa: E402
 from protect import io as pio  # noqa: E402
+from protect.arrays import data_range_of  # noqa: E402
 from protect import watermark as wm  # noqa: E402
 from protect.declutter import apply_attack  # noqa: E402
 from protect.metrics import psnr, ssimulacra2  # noqa: E402
@@ -118,7 +119,7 @@ def measure(args: tuple[str, str]) -> dict:
     path, size = args
     cv2.setNumThreads(1)
     fr = pio.read_image(path, max_pixels=None).frames[0]
-    img = flatten_8bit(fr.pixels, fr.alpha, 255.0 if fr.pixels.dtype == np.uint8 else 65535.0)
+    img = flatten_8bit(fr.pixels, fr.alpha, data_range_of(fr.pixels.dtype))
     if size != "full":
         f = int(size) / max(img.shape[:2])
         if f < 1:
@@ -166,7 +167,7 @@ def false_positive_crops(files: list[Path], n: int, seed: int = 0) -> dict:
     images = []
     for f in files:
         fr = pio.read_image(f, max_pixels=None).frames[0]
-        images.append(flatten_8bit(fr.pixels, fr.alpha, 255.0 if fr.pixels.dtype == np.uint8 else 65535.0))
+        images.append(flatten_8bit(fr.pixels, fr.alpha, data_range_of(fr.pixels.dtype)))
     found, scores, ps, sync_only = 0, [], [], 0
     t0 = time.perf_counter()
     for i in range(n):

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import cv2  # noqa: E402
 
 from protect import io as pio  # noqa: E402
+from protect.arrays import data_range_of  # noqa: E402
 from protect import watermark as wm  # noqa: E402
 from protect.declutter import jpeg  # noqa: E402
 from protect.metrics import psnr  # noqa: E402
@@ -65,7 +66,7 @@ def posts(side: int, n: int) -> list[np.ndarray]:
     images = []
     for f in files:
         fr = pio.read_image(f, max_pixels=None).frames[0]
-        img = flatten_8bit(fr.pixels, fr.alpha, 255.0 if fr.pixels.dtype == np.uint8 else 65535.0)
+        img = flatten_8bit(fr.pixels, fr.alpha, data_range_of(fr.pixels.dtype))
         scale = 1024 / max(img.shape[:2])
         if scale < 1:
             img = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from isovis import gaussian, training_view  # noqa: E402
 
+from protect.perceptual import REC601  # noqa: E402
 from protect.pipeline import DEFAULT_METHOD, METHODS, Settings, protect_image  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
@@ -37,7 +38,7 @@ SIDE = 96
 
 
 def _windows(u8: np.ndarray, side: int, step: int = 16):
-    lum = u8.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    lum = u8.astype(np.float32) @ np.array(REC601, np.float32)
     h, w = lum.shape
     for y in range(0, h - side + 1, step):
         for x in range(0, w - side + 1, step):

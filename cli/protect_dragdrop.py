@@ -248,6 +248,14 @@ def _page() -> int | None:
                  workers=int(settings["workers"] or 0), announce=announce)
 
 
+def app_options(settings: dict, key: str):
+    """The batch options of the app's settings (:func:`load_settings`): the same builder as the
+    command line and the page (``protect.options``), so every setting the app reads reaches the work."""
+    from protect.options import options_from_mapping
+
+    return options_from_mapping(settings, key=key)
+
+
 def _run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE_JA if language() == "ja" else USAGE)
@@ -255,10 +263,8 @@ def _run(argv: list[str]) -> int:
     prepare_environment()
     from tqdm import tqdm
 
-    from protect import io as pio
-    from protect.batch import BatchLocked, Options, default_workers, run_batch, warm_jit
+    from protect.batch import BatchLocked, default_workers, run_batch, warm_jit
     from protect.files import discover
-    from protect.pipeline import Settings
     from protect.userdirs import resolve_key
 
     settings, problem = load_settings(app_dir())
@@ -273,29 +279,10 @@ def _run(argv: list[str]) -> int:
         print(say("nothing"))
         return 2
     try:
-        from protect.pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH
-
-        strength = DEFAULT_STRENGTH if settings["strength"] is None else float(settings["strength"])
-        fmt = pio.normalise_format(settings["format"]) if settings["format"] else None
-        from protect.metadata import MetadataSettings
-        from protect.visible import VisibleMark
-        from protect.watermark import payload_from_text
-
         resolved = resolve_key(settings.get("key"))
         if resolved.created is not None:
             print(say("key_created", path=resolved.created))
-        options = Options(
-            settings=Settings(strength=strength, key=resolved.key, method=settings["method"] or DEFAULT_METHOD),
-            format=fmt,
-            jpeg_quality=int(settings["jpeg_quality"]),
-            max_pixels=pio.DEFAULT_MAX_PIXELS,
-            verify=False,
-            mark=payload_from_text(str(settings["mark"])) if settings["mark"] else None,
-            metadata=MetadataSettings(opt_out=bool(settings["opt_out"]), author=settings["author"] or None,
-                                      copyright=settings["copyright"] or None),
-            visible=VisibleMark(text=str(settings["visible"]), position=settings["visible_position"] or "bottom-right")
-            if settings["visible"] else None,
-        )
+        options = app_options(settings, resolved.key)
     except (TypeError, ValueError) as exc:
         print(say("bad_setting", error=exc))
         return 2
@@ -303,7 +290,7 @@ def _run(argv: list[str]) -> int:
     if not jobs:
         print(say("no_pictures"))
         return 2
-    print(say("protecting", n=len(jobs), strength=strength))
+    print(say("protecting", n=len(jobs), strength=options.settings.strength))
     warm_jit(mark=options.mark is not None)
     failures = []
     with tqdm(total=len(jobs), unit="picture", file=sys.stdout, dynamic_ncols=True) as bar:

@@ -21,6 +21,8 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 from protect import io as pio  # noqa: E402
+from protect.kernels.rec601 import LUMA_B, LUMA_G, LUMA_R  # noqa: E402
+from protect.arrays import data_range_of  # noqa: E402
 from protect.metrics import ssimulacra2  # noqa: E402
 from protect.verify import flatten_8bit  # noqa: E402
 from protect.surrogate import load_encoder  # noqa: E402
@@ -42,8 +44,8 @@ FILES = [
 def load(f):
     img = pio.read_image(ROOT / f, max_pixels=None)
     fr = img.frames[0]
-    rng = 255.0 if fr.pixels.dtype == np.uint8 else 65535.0
-    u8 = flatten_8bit(fr.pixels, fr.alpha, rng)
+    data_range = data_range_of(fr.pixels.dtype)
+    u8 = flatten_8bit(fr.pixels, fr.alpha, data_range)
     if u8.shape[2] == 1:
         u8 = np.repeat(u8, 3, 2)
     h, w = u8.shape[:2]
@@ -67,7 +69,7 @@ def blur(z, s):
 
 
 def luma(x):
-    return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+    return x[..., 0] * LUMA_R + x[..., 1] * LUMA_G + x[..., 2] * LUMA_B
 
 
 COL = {

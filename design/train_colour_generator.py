@@ -54,6 +54,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 import ssimulacra2_torch  # noqa: E402
 from corpus_data import ATTACKS, HELD_OUT, Data, apply_attack, corpus_files, native_side  # noqa: E402
 
+from protect.kernels.rec601 import LUMA_B, LUMA_G, LUMA_R  # noqa: E402
 from protect.pipeline import PAPER_LUMA, dct_basis  # noqa: E402
 from protect.surrogate import load_encoder  # noqa: E402
 
@@ -85,8 +86,13 @@ def window16() -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma of (N, 3, H, W), as the kernels compute it (protect.kernels.rec601)."""
+    return LUMA_R * x[:, 0:1] + LUMA_G * x[:, 1:2] + LUMA_B * x[:, 2:3]
+
+
 def chroma_means(x: torch.Tensor) -> torch.Tensor:
-    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    y = luma(x)
     return F.avg_pool2d(torch.cat([x[:, 0:1] - y, x[:, 2:3] - y], 1), 8)
 
 
@@ -106,7 +112,7 @@ class ColourGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
         """``z`` (N, Z, H/8, W/8) key noise; ``sign`` (N, 1, H/8, W/8) the key's +-1 per block."""
-        y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+        y = luma(x)
         f = F.conv2d(y, self.dct, stride=8)
         h = F.relu(self.l1(torch.cat([f, chroma_means(x), z], 1)))
         h = F.relu(self.l2(h))
@@ -129,7 +135,7 @@ def activity(var: torch.Tensor, mean: torch.Tensor, flat_gain: float = 0.0) -> t
 
 
 def flat_weight(x: torch.Tensor) -> torch.Tensor:
-    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    y = luma(x)
     m = F.avg_pool2d(y, 9, 1, 4, count_include_pad=False)
     v = (F.avg_pool2d(y * y, 9, 1, 4, count_include_pad=False) - m * m).clamp_min(0)
     return 1.0 / (1.0 + v / FLAT_TAU**2)
@@ -137,7 +143,7 @@ def flat_weight(x: torch.Tensor) -> torch.Tensor:
 
 def jnd(x: torch.Tensor) -> torch.Tensor:
     """Per-pixel just-noticeable change (0-1 scale): a floor on flat colour, rising with local contrast."""
-    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    y = luma(x)
     m = F.avg_pool2d(y, 9, 1, 4, count_include_pad=False)
     sd = (F.avg_pool2d(y * y, 9, 1, 4, count_include_pad=False) - m * m).clamp_min(1e-12).sqrt()
     return JND_LEVELS / 255.0 + JND_MASKING * sd

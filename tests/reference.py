@@ -72,10 +72,10 @@ def perceptual_mask(lum: np.ndarray, radius: int, t_low: float, t_high: float, g
     return (tex * lf).astype(np.float32)
 
 
-def apply_noise(src: np.ndarray, noise: np.ndarray, gain: np.ndarray, amplitude: float, maxval: int) -> np.ndarray:
+def apply_noise(src: np.ndarray, noise: np.ndarray, gain: np.ndarray, amplitude: float, data_range: int) -> np.ndarray:
     d = (np.float32(amplitude) * gain.astype(np.float32)) * noise.astype(np.float32)
     v = src.astype(np.float32) + d[..., None] + np.float32(0.5)
-    v = np.clip(v, 0, maxval + 0.5)
+    v = np.clip(v, 0, data_range + 0.5)
     return np.floor(v).astype(src.dtype)
 
 

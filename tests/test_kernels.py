@@ -66,17 +66,17 @@ def test_perceptual_mask_matches_reference(h, w, row0, n):
     np.testing.assert_allclose(out, want, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("dtype,maxval", [(np.uint8, 255), (np.uint16, 65535)])
-def test_apply_one_channel_field_matches_reference(dtype, maxval):
+@pytest.mark.parametrize("dtype,data_range", [(np.uint8, 255), (np.uint16, 65535)])
+def test_apply_one_channel_field_matches_reference(dtype, data_range):
     rng = np.random.default_rng(2)
-    src = rng.integers(0, maxval + 1, (21, 19, 3)).astype(dtype)
-    src[0, :3] = [0, maxval, maxval // 2]
+    src = rng.integers(0, data_range + 1, (21, 19, 3)).astype(dtype)
+    src[0, :3] = [0, data_range, data_range // 2]
     noise = rng.standard_normal((21, 19)).astype(np.float32) * 3
     gain = rng.random((21, 19)).astype(np.float32)
     out = np.empty_like(src)
-    amp = np.float32(4.5 * maxval / 255)
-    apply_field_kernel(src, noise[..., None], gain, amp, maxval, False, out)
-    np.testing.assert_array_equal(out, ref.apply_noise(src, noise, gain, amp, maxval))
+    amp = np.float32(4.5 * data_range / 255)
+    apply_field_kernel(src, noise[..., None], gain, amp, data_range, False, out)
+    np.testing.assert_array_equal(out, ref.apply_noise(src, noise, gain, amp, data_range))
 
 
 def test_hash_uniforms_are_uniform():

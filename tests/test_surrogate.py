@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from protect import io as pio  # noqa: E402
 from protect import surrogate  # noqa: E402
 from protect.metrics import psnr  # noqa: E402
-from protect.verify import gaussian_twin, verify_pair  # noqa: E402
+from protect.verify import Surrogate, gaussian_twin, verify_pair  # noqa: E402
 
 MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -57,7 +57,7 @@ def test_encoder_shape_and_decoder_round_trip(encoder):
 def test_gaussian_versus_gaussian_ratio_about_one_on_taef2(encoder):
     img = _crop()
     noisy = gaussian_twin(img, 16.0, seed=77)
-    rep = verify_pair(img, noisy, attacks=["none"], encoder=encoder, crop=256, seed=3)
+    rep = verify_pair(img, noisy, attacks=["none"], surrogate=Surrogate(encoder, crop=256), seed=3)
     assert rep.attacks[0].footprint_ratio == pytest.approx(1.0, abs=0.1)
 
 

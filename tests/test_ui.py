@@ -16,7 +16,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from protect import io as pio  # noqa: E402
 from protect.pipeline import STRENGTH_PRESETS  # noqa: E402
-from protect.ui.server import UIConfig, build_options, create_app, safe_relative, unique_destination  # noqa: E402
+from protect.ui.server import UIConfig, create_app, page_options, safe_relative, unique_destination  # noqa: E402
 from protect.userdirs import resolve_key  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -107,8 +107,8 @@ def test_unique_destination_never_leaves_the_folder_or_overwrites(tmp_path):
 
 def test_presets_come_from_the_pipeline():
     for name, value in STRENGTH_PRESETS.items():
-        assert build_options({"preset": name}, "k").settings.strength == value
-    assert build_options({"strength": 0.15}, "k").settings.strength == 0.15
+        assert page_options({"preset": name}, "k").settings.strength == value
+    assert page_options({"strength": 0.15}, "k").settings.strength == 0.15
 
 
 def _wait(client, bid, timeout=120):

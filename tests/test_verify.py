@@ -10,7 +10,7 @@ import pytest
 from conftest import textured
 
 from protect import Settings, protect_image
-from protect.verify import PairReport, Thresholds, flatten_8bit, gaussian_twin, survival, verify_pair
+from protect.verify import PairReport, Surrogate, Thresholds, flatten_8bit, gaussian_twin, survival, verify_pair
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def _random_projection_encoder():
 def test_gaussian_versus_gaussian_footprint_ratio_is_about_one():
     img = textured(128, 160, seed=3)
     noisy = gaussian_twin(img, 16.0, seed=77)  # "protection" that is itself Gaussian noise
-    rep = verify_pair(img, noisy, attacks=["none", "jpeg75"], encoder=_random_projection_encoder(), seed=5)
+    rep = verify_pair(img, noisy, attacks=["none", "jpeg75"], surrogate=Surrogate(_random_projection_encoder()), seed=5)
     for a in rep.attacks:
         assert a.footprint_ratio == pytest.approx(1.0, abs=0.1), a
 
@@ -89,7 +89,7 @@ def test_structured_perturbation_beats_gaussian_on_an_encoder_that_sees_it():
     direction = np.random.default_rng(123).normal(size=(8 * 8 * 3, 16))[:, 0].reshape(8, 8, 3)
     pert = np.tile(np.sign(direction), (16, 20, 1)) * 4
     protected = np.clip(img.astype(float) + pert, 0, 255).astype(np.uint8)
-    rep = verify_pair(img, protected, attacks=["none"], encoder=enc)
+    rep = verify_pair(img, protected, attacks=["none"], surrogate=Surrogate(enc))
     assert rep.attacks[0].footprint_ratio > 1.5
 
 

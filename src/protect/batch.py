@@ -53,9 +53,11 @@ import numpy as np
 
 from . import __version__
 from . import io as pio
+from .arrays import data_range_of
 from .files import STATE_DIR, Job, describe_error
 from .pipeline import Settings, diff_stats, protect_image
 from .metadata import MetadataSettings, authorship_exif, optout_xmp, strip_location_exif, strip_location_xmp
+from .userdirs import private_folder
 from .visible import VisibleMark, apply_visible
 from .watermark import ALGORITHM as MARK_ALGORITHM
 from .watermark import detect_mark, embed_mark
@@ -284,14 +286,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        os.chmod(path, 0o700)
-    except OSError:  # pragma: no cover - filesystems without modes
-        pass
-
-
 def _read_or_create_secret(folder: Path) -> bytes:
     """The root's random secret (created atomically and exclusively, 0600)."""
     path = folder / "secret"
@@ -301,7 +295,7 @@ def _read_or_create_secret(folder: Path) -> bytes:
             return bytes.fromhex(text)
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         pass
-    _private_dir(folder)
+    private_folder(folder)
     tmp = folder / f".secret.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -383,7 +377,7 @@ class RootState:
         if not self.dirty:
             return
         try:
-            _private_dir(self.folder)
+            private_folder(self.folder)
             doc = {"version": _STATE_VERSION, "entries": self.entries}
             pio.atomic_write_bytes(self.path, json.dumps(doc).encode(), mode=0o600)
             self.dirty = False
@@ -498,7 +492,7 @@ class OutputLocks:
         try:
             for root in self.roots:
                 folder = root / STATE_DIR
-                _private_dir(folder)
+                private_folder(folder)
                 fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -633,7 +627,7 @@ def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, m
         if options.verify:
             from .metrics import ssimulacra2
 
-            scores.append(ssimulacra2(fr.pixels, out, data_range=255 if out.dtype == np.uint8 else 65535,
+            scores.append(ssimulacra2(fr.pixels, out, data_range=data_range_of(out.dtype),
                                       alpha=fr.alpha))
         frames.append(pio.Frame(out, fr.alpha, fr.duration))
     out_img = pio.with_frames(img, frames)

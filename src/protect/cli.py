@@ -24,10 +24,11 @@ from typer.core import TyperGroup
 
 from . import __version__
 from . import io as pio
-from .batch import BatchLocked, Options, default_workers, run_batch, warm_jit
+from .arrays import data_range_of
+from .batch import BatchLocked, default_workers, run_batch, warm_jit
 from .files import SUFFIX, describe_error, discover, walk_images
-from .metadata import OPT_OUT_VALUES, MetadataSettings
-from .pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH, METHODS, Settings
+from .options import OptionError, build_options, with_key
+from .pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH, METHODS
 from .userdirs import KEY_ENV, KeyProblem, resolve_key
 from .visible import POSITIONS
 
@@ -305,12 +306,23 @@ def run(
     method_name, position_name = Method(method).value, Position(visible_position).value
     out_format = pio.normalise_format(Format(fmt).value) if fmt else None
     _check_out_is_not_an_input(paths, out)
-    if opt_out not in OPT_OUT_VALUES:
-        raise typer.BadParameter(f"choose one of {', '.join(OPT_OUT_VALUES)}", param_hint="--opt-out")
     if json_path is not None and str(json_path) != "-":
         _check_writable(json_path, "--json")
-    payload = _payload(mark, mark_hex)
-    visible_mark = _visible(visible_text, visible_image, position_name, visible_opacity, visible_scale)
+    if mark is not None and mark_hex is not None:
+        raise typer.BadParameter("give --mark or --mark-hex, not both", param_hint="--mark")
+    if visible_text is not None and visible_image is not None:
+        raise typer.BadParameter("give --visible or --visible-image, not both", param_hint="--visible")
+    try:  # every setting checked before the key is looked up (or made)
+        unkeyed = build_options(
+            key="", strength=strength, method=method_name, format=out_format, jpeg_quality=jpeg_quality,
+            max_pixels=max_pixels, verify=verify, mark=mark, mark_hex=mark_hex, opt_out=not no_metadata,
+            opt_out_kind=opt_out, author=author, copyright=copyright_, strip_location=strip_location,
+            visible=visible_text, visible_logo=_logo(visible_image), visible_position=position_name,
+            visible_opacity=visible_opacity, visible_scale=visible_scale, c2pa=_c2pa_credentials(c2pa),
+            c2pa_alg=c2pa_alg,
+        )
+    except OptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=_FLAG_OF.get(exc.option, "--" + exc.option)) from None
     if scheduler is None:
         resolved = _key(key, key_file)
     else:
@@ -320,28 +332,11 @@ def run(
             f"protect: created your secret key at {resolved.created} (keep it private; back it up with "
             "protect key export)"
         )
-    options = Options(
-        settings=Settings(strength=strength, key=resolved.key, method=method_name),
-        format=out_format,
-        jpeg_quality=jpeg_quality,
-        max_pixels=max_pixels,
-        verify=verify,
-        mark=payload,
-        metadata=MetadataSettings(
-            opt_out=not no_metadata,
-            author=author or None,
-            copyright=copyright_ or None,
-            opt_out_kind=opt_out,
-            strip_location=strip_location,
-        ),
-        visible=visible_mark,
-        c2pa=_c2pa_credentials(c2pa),
-        c2pa_alg=c2pa_alg.lower(),
-    )
+    options = with_key(unkeyed, resolved.key)
     jobs = list(discover(paths, out=out, fmt=out_format, mask=mask))
     n_workers = workers or default_workers()
     if not dry_run and jobs and scheduler is None:
-        warm_jit(mark=payload is not None)  # compile once here, before the bar starts
+        warm_jit(mark=options.mark is not None)  # compile once here, before the bar starts
 
     from tqdm import tqdm
 
@@ -511,25 +506,21 @@ def _note_unsupported(paths: list[Path]) -> None:
         )
 
 
-def _visible(text, image, position, opacity, scale):
-    from .visible import VisibleMark
+#: The flag of each setting, for a setting's error (options.OptionError names the setting).
+_FLAG_OF = {"opt_out_kind": "--opt-out", "mark": "--mark/--mark-hex", "visible": "--visible",
+            "strength": "--strength", "method": "--method", "format": "--format"}
 
-    if text is None and image is None:
+
+def _logo(image: Path | None) -> np.ndarray | None:
+    """The --visible-image file as an RGB or RGBA uint8/uint16 array (its transparency kept)."""
+    if image is None:
         return None
-    if text is not None and image is not None:
-        raise typer.BadParameter("give --visible or --visible-image, not both", param_hint="--visible")
-    logo = None
-    if image is not None:
-        try:
-            fr = pio.read_image(image).frames[0]
-        except pio.InputError as exc:
-            raise typer.BadParameter(f"{image}: {exc}", param_hint="--visible-image") from None
-        px = fr.pixels if fr.pixels.shape[2] == 3 else np.repeat(fr.pixels, 3, axis=2)
-        logo = px if fr.alpha is None else np.dstack([px, fr.alpha])
     try:
-        return VisibleMark(text=text, logo=logo, position=position, opacity=opacity, scale=scale)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--visible") from None
+        fr = pio.read_image(image).frames[0]
+    except pio.InputError as exc:
+        raise typer.BadParameter(f"{image}: {exc}", param_hint="--visible-image") from None
+    px = fr.pixels if fr.pixels.shape[2] == 3 else np.repeat(fr.pixels, 3, axis=2)
+    return px if fr.alpha is None else np.dstack([px, fr.alpha])
 
 
 def _c2pa_credentials(paths) -> tuple[bytes, bytes] | None:
@@ -545,21 +536,6 @@ def _c2pa_credentials(paths) -> tuple[bytes, bytes] | None:
         return paths[0].read_bytes(), paths[1].read_bytes()
     except OSError as exc:
         raise typer.BadParameter(f"{exc.filename}: {exc.strerror}", param_hint="--c2pa") from None
-
-
-def _payload(mark: str | None, mark_hex: str | None) -> bytes | None:
-    from .watermark import payload_from_hex, payload_from_text
-
-    if mark is not None and mark_hex is not None:
-        raise typer.BadParameter("give --mark or --mark-hex, not both", param_hint="--mark")
-    try:
-        if mark is not None:
-            return payload_from_text(mark)
-        if mark_hex is not None:
-            return payload_from_hex(mark_hex)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--mark/--mark-hex") from None
-    return None
 
 
 @app.command("detect")
@@ -665,10 +641,6 @@ def _parse_attacks(spec: str | None, param_hint: str = "--attacks") -> list[str]
     return names
 
 
-def _f(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
 def _print_pair(rep) -> None:
     typer.echo(f"{rep.name}  ({rep.width}x{rep.height}, {rep.seconds:.1f} s)")
     typer.echo(
@@ -683,18 +655,9 @@ def _print_pair(rep) -> None:
 
 
 def _print_attack_rows(rows: dict) -> None:
-    with_fp = any(r.get("footprint_ratio") is not None for r in rows.values())
-    head = f"  {'attack':<20} {'correlation':>11} {'energy':>7} {'survival':>8}"
-    if with_fp:
-        head += f" {'footprint':>9} {'gaussian':>8} {'ratio':>6}"
-    typer.echo(head)
-    for name, r in rows.items():
-        line = f"  {name:<20} {_f(r['correlation'], '11.3f')} {_f(r['energy'], '7.3f')} {_f(r['survival'], '8.3f')}"
-        if with_fp:
-            line += (
-                f" {_f(r['footprint'], '9.4f')} {_f(r['footprint_gaussian'], '8.4f')}"
-                f" {_f(r['footprint_ratio'], '6.2f')}"
-            )
+    from .report import attack_table_text
+
+    for line in attack_table_text(rows):
         typer.echo(line)
 
 
@@ -737,9 +700,9 @@ def verify(
     names = _parse_attacks(attacks)
     if original.is_dir() != protected.is_dir():
         raise typer.BadParameter("give two files or two folders", param_hint="ORIGINAL PROTECTED")
-    encoder, note, used = load_surrogate(surrogate_weights, enabled=not no_surrogate)
-    if surrogate_weights is not None and encoder is None and not no_surrogate:
-        _err(f"error: {note}")
+    surrogate = load_surrogate(surrogate_weights, enabled=not no_surrogate, crop=surrogate_crop)
+    if surrogate_weights is not None and surrogate.encoder is None and not no_surrogate:
+        _err(f"error: {surrogate.note}")
         raise typer.Exit(2)
 
     skipped_footprint: list[str] = []  # said once for the run, not once per image
@@ -758,10 +721,7 @@ def verify(
         protected,
         attacks=names,
         thresholds=Thresholds(min_psnr, min_ssimulacra2, min_survival),
-        encoder=encoder,
-        encoder_note=note,
-        weights_used=used,
-        crop=surrogate_crop,
+        surrogate=surrogate,
         seed=seed,
         report_dir=report_dir,
         on_pair=on_pair,
@@ -769,15 +729,16 @@ def verify(
     if len(run.reports) > 1 and not quiet:
         from .verify import median_by_attack
 
-        fields = ("correlation", "energy", "survival", "footprint", "footprint_gaussian", "footprint_ratio")
-        med = {f: median_by_attack(run.reports, f) for f in fields}
+        from .report import ATTACK_FIELDS
+
+        med = {f: median_by_attack(run.reports, f) for f in ATTACK_FIELDS}
         typer.echo(f"median over {len(run.reports)} pairs")
         typer.echo(
             "  visibility: PSNR {:.2f} dB   SSIMULACRA2 {:.2f}".format(
                 *(float(np.median([getattr(r, k) for r in run.reports])) for k in ("psnr", "ssimulacra2"))
             )
         )
-        _print_attack_rows({n: {f: med[f][n] for f in fields} for n in med["survival"]})
+        _print_attack_rows({n: {f: med[f][n] for f in ATTACK_FIELDS} for n in med["survival"]})
     if skipped_footprint and not quiet:
         typer.echo(f"latent footprint skipped: {'; '.join(skipped_footprint)}")
     for name, misses in run.failures.items():
@@ -819,7 +780,7 @@ def declutter(
     try:
         img = pio.read_image(source)
         fr = img.frames[0]
-        flat = flatten_8bit(fr.pixels, fr.alpha, 255.0 if fr.pixels.dtype == np.uint8 else 65535.0)
+        flat = flatten_8bit(fr.pixels, fr.alpha, data_range_of(fr.pixels.dtype))
         single = len(names) == 1 and not out.is_dir()
         for name in names:
             dst = out if single else out / f"{source.stem}_{name}.png"
@@ -838,6 +799,15 @@ key_app = typer.Typer(
 app.add_typer(key_app, name="key")
 
 
+def _existing_key(how: str = ""):
+    """The key you already have, or exit 1 saying you have none (protect makes one on first use``how``)."""
+    r = _key(None, None, create=False)
+    if r is None:
+        _err(f"error: you have no key yet (protect makes one on first use{how})")
+        raise typer.Exit(1)
+    return r
+
+
 @key_app.command("path")
 def key_path_cmd() -> None:
     """Print where your key file is (or would be created)."""
@@ -849,11 +819,7 @@ def key_path_cmd() -> None:
 @key_app.command("show")
 def key_show() -> None:
     """Print your key (keep it private: whoever has it can detect and remake your marks)."""
-    r = _key(None, None, create=False)
-    if r is None:
-        _err("error: you have no key yet (protect makes one on first use, or protect key import FILE)")
-        raise typer.Exit(1)
-    typer.echo(r.key)
+    typer.echo(_existing_key(", or protect key import FILE").key)
 
 
 @key_app.command("export")
@@ -863,10 +829,7 @@ def key_export(
     """Back your key up to a file (0600) you keep somewhere safe; detect needs the same key."""
     from .userdirs import write_key_file
 
-    r = _key(None, None, create=False)
-    if r is None:
-        _err("error: you have no key yet (protect makes one on first use)")
-        raise typer.Exit(1)
+    r = _existing_key()
     if str(dest) == "-":
         typer.echo(r.key)
         return

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .arrays import check_image, crop_center
+from .kernels.rec601 import REC601
 
 __all__ = [
     "Attack",
@@ -121,7 +122,7 @@ def webp(pixels: np.ndarray, *, quality: int) -> np.ndarray:
     with Image.open(_bytes_io.BytesIO(buf.getvalue())) as im:
         out = np.asarray(im.convert("RGB"))
     if squeezed.ndim == 2:  # WebP has no grey mode; back to grey with Rec.601 luma
-        out = _to_u8(out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+        out = _to_u8(out.astype(np.float32) @ np.array(REC601, np.float32))
     return _like(out, pixels)
 
 

@@ -35,6 +35,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from .arrays import data_range_of
+from .kernels.rec601 import LUMA_B, LUMA_G, LUMA_R  # plain floats: io stays free of numba
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "EXTENSIONS",
@@ -606,7 +609,7 @@ def read_mask(path: str | os.PathLike, *, size: tuple[int, int]) -> np.ndarray:
     fr = img.frames[0]
     m = fr.pixels
     if m.shape[2] == 3:
-        m = (m[..., 0].astype(np.float32) * 0.299 + m[..., 1] * 0.587 + m[..., 2] * 0.114)[..., None]
+        m = (m[..., 0].astype(np.float32) * LUMA_R + m[..., 1] * LUMA_G + m[..., 2] * LUMA_B)[..., None]
     m = m[..., 0]
     if img.bit_depth == 16:
         m = m.astype(np.float32) / 257.0
@@ -629,10 +632,10 @@ def _composite_on_white(fr: Frame) -> np.ndarray:
     """Colour channels composited on white (for formats without alpha)."""
     if fr.alpha is None:
         return fr.pixels
-    maxval = 255.0 if fr.pixels.dtype == np.uint8 else 65535.0
-    a = fr.alpha.astype(np.float32)[..., None] / maxval
-    out = fr.pixels.astype(np.float32) * a + maxval * (1.0 - a)
-    return np.clip(np.rint(out), 0, maxval).astype(fr.pixels.dtype)
+    data_range = data_range_of(fr.pixels.dtype)
+    a = fr.alpha.astype(np.float32)[..., None] / data_range
+    out = fr.pixels.astype(np.float32) * a + data_range * (1.0 - a)
+    return np.clip(np.rint(out), 0, data_range).astype(fr.pixels.dtype)
 
 
 def _pil_frame(fr: Frame, keep_alpha: bool) -> Image.Image:

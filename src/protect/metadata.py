@@ -70,32 +70,33 @@ class MetadataSettings:
         return self.opt_out or bool(self.author) or bool(self.copyright)
 
 
-def _q(ns: str, name: str) -> str:
+def _qname(ns: str, name: str) -> str:
+    """ElementTree's qualified name ``{namespace}name``."""
     return f"{{{ns}}}{name}"
 
 
 def _ours(settings: MetadataSettings) -> set[str]:
     names = set()
     if settings.opt_out:
-        names.add(_q(PLUS_NS, "DataMining"))
+        names.add(_qname(PLUS_NS, "DataMining"))
     if settings.author:
-        names.add(_q(DC, "creator"))
+        names.add(_qname(DC, "creator"))
     if settings.copyright:
-        names |= {_q(DC, "rights"), _q(XMP_RIGHTS, "Marked")}
+        names |= {_qname(DC, "rights"), _qname(XMP_RIGHTS, "Marked")}
     return names
 
 
 def _description(settings: MetadataSettings) -> ET.Element:
-    desc = ET.Element(_q(RDF, "Description"), {_q(RDF, "about"): ""})
+    desc = ET.Element(_qname(RDF, "Description"), {_qname(RDF, "about"): ""})
     if settings.opt_out:
-        ET.SubElement(desc, _q(PLUS_NS, "DataMining")).text = OPT_OUT_VALUES[settings.opt_out_kind]
+        ET.SubElement(desc, _qname(PLUS_NS, "DataMining")).text = OPT_OUT_VALUES[settings.opt_out_kind]
     if settings.author:
-        seq = ET.SubElement(ET.SubElement(desc, _q(DC, "creator")), _q(RDF, "Seq"))
-        ET.SubElement(seq, _q(RDF, "li")).text = settings.author
+        seq = ET.SubElement(ET.SubElement(desc, _qname(DC, "creator")), _qname(RDF, "Seq"))
+        ET.SubElement(seq, _qname(RDF, "li")).text = settings.author
     if settings.copyright:
-        alt = ET.SubElement(ET.SubElement(desc, _q(DC, "rights")), _q(RDF, "Alt"))
-        ET.SubElement(alt, _q(RDF, "li"), {_q(XML_NS, "lang"): "x-default"}).text = settings.copyright
-        ET.SubElement(desc, _q(XMP_RIGHTS, "Marked")).text = "True"
+        alt = ET.SubElement(ET.SubElement(desc, _qname(DC, "rights")), _qname(RDF, "Alt"))
+        ET.SubElement(alt, _qname(RDF, "li"), {_qname(XML_NS, "lang"): "x-default"}).text = settings.copyright
+        ET.SubElement(desc, _qname(XMP_RIGHTS, "Marked")).text = "True"
     return desc
 
 
@@ -116,22 +117,22 @@ def optout_xmp(existing: bytes | None, settings: MetadataSettings) -> tuple[byte
             end_tag = "</x:xmpmeta>" if text.startswith("<x:xmpmeta", start) else "</rdf:RDF>"
             end = text.find(end_tag)
             root = ET.fromstring(text[start:end + len(end_tag)]) if start >= 0 and end >= 0 else None
-            rdf = root if root is not None and root.tag == _q(RDF, "RDF") else (
-                root.find(_q(RDF, "RDF")) if root is not None else None)
+            rdf = root if root is not None and root.tag == _qname(RDF, "RDF") else (
+                root.find(_qname(RDF, "RDF")) if root is not None else None)
             if root is None or rdf is None:
                 raise ValueError("no rdf:RDF")
-            if root.tag == _q(RDF, "RDF"):
-                meta = ET.Element(_q(X, "xmpmeta"))
+            if root.tag == _qname(RDF, "RDF"):
+                meta = ET.Element(_qname(X, "xmpmeta"))
                 meta.append(root)
                 root = meta
         except (ET.ParseError, ValueError):
             root = rdf = None
             replaced = True
     if root is None or rdf is None:
-        root = ET.Element(_q(X, "xmpmeta"))
-        rdf = ET.SubElement(root, _q(RDF, "RDF"))
+        root = ET.Element(_qname(X, "xmpmeta"))
+        rdf = ET.SubElement(root, _qname(RDF, "RDF"))
     ours = _ours(settings)
-    for desc in rdf.findall(_q(RDF, "Description")):
+    for desc in rdf.findall(_qname(RDF, "Description")):
         for child in list(desc):
             if child.tag in ours:
                 desc.remove(child)
@@ -157,12 +158,12 @@ def data_mining_value(xmp: bytes | None) -> str | None:
         root = ET.fromstring(text[start:end + len("</x:xmpmeta>")])
     except ET.ParseError:
         return None
-    for desc in root.iter(_q(RDF, "Description")):
-        el = desc.find(_q(PLUS_NS, "DataMining"))
+    for desc in root.iter(_qname(RDF, "Description")):
+        el = desc.find(_qname(PLUS_NS, "DataMining"))
         if el is not None:
             return el.text
-        if _q(PLUS_NS, "DataMining") in desc.attrib:
-            return desc.attrib[_q(PLUS_NS, "DataMining")]
+        if _qname(PLUS_NS, "DataMining") in desc.attrib:
+            return desc.attrib[_qname(PLUS_NS, "DataMining")]
     return None
 
 
@@ -211,7 +212,7 @@ def strip_location_xmp(existing: bytes | None) -> tuple[bytes | None, bool]:
     except ET.ParseError:
         return existing, False
     found = False
-    for desc in root.iter(_q(RDF, "Description")):
+    for desc in root.iter(_qname(RDF, "Description")):
         for child in list(desc):
             if child.tag.startswith("{" + EXIF_NS + "}GPS"):
                 desc.remove(child)

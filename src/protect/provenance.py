@@ -26,10 +26,13 @@ import json
 
 from . import __version__
 
-__all__ = ["ProvenanceError", "ProvenanceUnavailable", "sign_c2pa", "MIME", "training_mining_assertion", "ALGORITHMS"]
+__all__ = [
+    "ProvenanceError", "ProvenanceUnavailable", "sign_c2pa", "MIME", "training_mining_assertion", "SIGNING_ALGORITHMS",
+]
 
 MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "TIFF": "image/tiff", "GIF": "image/gif"}
-ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
+#: The C2PA signing algorithms --c2pa-alg accepts (not protect's own algorithm versions: pipeline.ALGORITHMS).
+SIGNING_ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
 _NOT_ALLOWED = {"use": "notAllowed"}
 
 
@@ -60,8 +63,8 @@ def sign_c2pa(data: bytes, fmt: str, *, cert_chain: bytes, private_key: bytes, t
         raise ProvenanceUnavailable("C2PA signing needs the c2pa extra (pip install 'protect-art[c2pa]')") from None
     if fmt not in MIME:
         raise ProvenanceUnavailable(f"{fmt} files cannot carry a C2PA manifest; use PNG, JPEG, WebP, TIFF or GIF")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown C2PA signing algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    if algorithm not in SIGNING_ALGORITHMS:
+        raise ValueError(f"unknown C2PA signing algorithm {algorithm!r}; choose from {', '.join(SIGNING_ALGORITHMS)}")
     manifest = {
         "claim_generator_info": [{"name": "protect", "version": __version__}],
         "title": title,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -17,7 +18,8 @@ import numpy as np
 from .declutter import ATTACKS
 from .verify import PairReport, median_by_attack
 
-__all__ = ["contact_sheet", "window_of_interest", "render_html", "SHEET_ATTACKS", "sheet_filename", "plain_verdict"]
+__all__ = ["contact_sheet", "window_of_interest", "render_html", "SHEET_ATTACKS", "sheet_filename", "plain_verdict",
+           "attack_table", "attack_table_text", "ATTACK_FIELDS"]
 
 SHEET_ATTACKS = ("adverse_cleaner", "jpeg75")  # the two attacks drawn on every sheet
 PANEL = 384  # panel side in pixels (1:1 crops of the image)
@@ -218,22 +220,55 @@ def _bar_chart(values: dict[str, float | None], *, title: str, vmax: float, refe
     return "\n".join(out)
 
 
-def _attack_table(rows: dict[str, dict[str, float | None]], with_footprint: bool) -> str:
-    head = "<tr><th>attack</th><th>what it does</th><th>correlation</th><th>energy</th><th>survival</th>"
-    head += "<th>footprint</th><th>Gaussian</th><th>ratio</th></tr>" if with_footprint else "</tr>"
-    body = []
-    for name, r in rows.items():
+@dataclass(frozen=True)
+class Column:
+    """One column of the attack table: an :class:`~protect.verify.AttackResult` field."""
+
+    field: str
+    heading: str
+    spec: str  # format of a value
+    width: int  # characters, in the terminal
+
+
+#: The attack table, written once for the terminal (``protect verify``) and the HTML report;
+#: the footprint columns appear when the latent footprint was measured.
+ATTACK_COLUMNS = (Column("correlation", "correlation", ".3f", 11), Column("energy", "energy", ".3f", 7),
+                  Column("survival", "survival", ".3f", 8))
+FOOTPRINT_COLUMNS = (Column("footprint", "footprint", ".4f", 9), Column("footprint_gaussian", "Gaussian", ".4f", 8),
+                     Column("footprint_ratio", "ratio", ".2f", 6))
+ATTACK_FIELDS = tuple(c.field for c in ATTACK_COLUMNS + FOOTPRINT_COLUMNS)
+
+
+def attack_table(rows: Mapping[str, Mapping[str, float | None]], with_footprint: bool | None = None
+                 ) -> tuple[tuple[Column, ...], list[tuple[str, list[float | None]]]]:
+    """(columns, [(attack, values)]) of ``rows`` (attack -> field -> value); the footprint
+    columns when ``with_footprint`` (default: when any row has a footprint ratio)."""
+    if with_footprint is None:
+        with_footprint = any(r.get("footprint_ratio") is not None for r in rows.values())
+    columns = ATTACK_COLUMNS + (FOOTPRINT_COLUMNS if with_footprint else ())
+    return columns, [(name, [r.get(c.field) for c in columns]) for name, r in rows.items()]
+
+
+def attack_table_text(rows: Mapping[str, Mapping[str, float | None]]) -> list[str]:
+    """The attack table as terminal lines (``-`` for a value not measured)."""
+    columns, body = attack_table(rows)
+    lines = [f"  {'attack':<20}" + "".join(f" {c.heading:>{c.width}}" for c in columns)]
+    for name, values in body:
+        lines.append(f"  {name:<20}" + "".join(
+            " " + ("-" if v is None else format(v, f"{c.width}{c.spec}"))
+            for c, v in zip(columns, values, strict=True)))
+    return lines
+
+
+def _attack_table_html(rows: dict[str, dict[str, float | None]], with_footprint: bool) -> str:
+    columns, body = attack_table(rows, with_footprint)
+    head = "<tr><th>attack</th><th>what it does</th>" + "".join(f"<th>{c.heading}</th>" for c in columns) + "</tr>"
+    out = []
+    for name, values in body:
         cells = [f"<td>{html.escape(name)}</td>", f"<td>{html.escape(ATTACKS[name].summary)}</td>"]
-        cells += [f"<td>{_fmt(r['correlation'])}</td>", f"<td>{_fmt(r['energy'])}</td>",
-                  f"<td>{_fmt(r['survival'])}</td>"]
-        if with_footprint:
-            cells += [f"<td>{_fmt(r['footprint'], '.4f')}</td>", f"<td>{_fmt(r['footprint_gaussian'], '.4f')}</td>",
-                      f"<td>{_fmt(r['footprint_ratio'], '.2f')}</td>"]
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return "<table>" + head + "".join(body) + "</table>"
-
-
-_FIELDS = ("correlation", "energy", "survival", "footprint", "footprint_gaussian", "footprint_ratio")
+        cells += [f"<td>{_fmt(v, c.spec)}</td>" for c, v in zip(columns, values, strict=True)]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "<table>" + head + "".join(out) + "</table>"
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1960px; }
@@ -256,7 +291,7 @@ def render_html(reports: Sequence[PairReport], sheets: dict[str, str], *, title:
     sheet_sizes = sheet_sizes or {}
     failures = failures or {}
     with_fp = any(a.footprint_ratio is not None for r in reports for a in r.attacks)
-    medians = {f: median_by_attack(reports, f) for f in _FIELDS}
+    medians = {f: median_by_attack(reports, f) for f in ATTACK_FIELDS}
     names = list(medians["survival"])
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
@@ -290,7 +325,7 @@ def render_html(reports: Sequence[PairReport], sheets: dict[str, str], *, title:
         notes = sorted({r.footprint_note for r in reports if r.footprint_note})
         parts.append("<p class='note'>Latent footprint: skipped (" + html.escape("; ".join(notes) or "not requested")
                      + ").</p>")
-    parts.append(_attack_table({n: {f: medians[f][n] for f in _FIELDS} for n in names}, with_fp))
+    parts.append(_attack_table_html({n: {f: medians[f][n] for f in ATTACK_FIELDS} for n in names}, with_fp))
     parts.append("<h2>Images</h2>")
     for r in reports:
         anchor = html.escape(sheet_filename(r.name))
@@ -300,7 +335,7 @@ def render_html(reports: Sequence[PairReport], sheets: dict[str, str], *, title:
             size = f" width='{w}' height='{h}'" if w else ""
             parts.append(f"<div class='sheet-box'><a href='{html.escape(sheets[r.name])}'><img class='sheet'{size} "
                          f"src='{html.escape(sheets[r.name])}' alt='contact sheet of {html.escape(r.name)}'></a></div>")
-        rows = {a.attack: {f: getattr(a, f) for f in _FIELDS} for a in r.attacks}
-        parts.append(_attack_table(rows, with_fp))
+        rows = {a.attack: {f: getattr(a, f) for f in ATTACK_FIELDS} for a in r.attacks}
+        parts.append(_attack_table_html(rows, with_fp))
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .arrays import crop_center
+from .arrays import crop_center, data_range_of
 from .declutter import ATTACKS, apply_attack, apply_geometry, apply_region, attack_names
 from .metrics import ciede2000, psnr, ssim, ssimulacra2
 
@@ -58,6 +58,7 @@ __all__ = [
     "latent_shift",
     "flatten_8bit",
     "surrogate_crop",
+    "Surrogate",
     "encoder_input",
     "finite_median",
     "SURROGATE_CROP",
@@ -226,6 +227,16 @@ def latent_shift(encode: Callable[[np.ndarray], np.ndarray], reference: np.ndarr
 # -------------------------------------------------------------------- verify
 
 
+@dataclass(frozen=True)
+class Surrogate:
+    """The latent encoder ``protect verify`` measures the footprint with, or why there is none."""
+
+    encoder: Callable[[np.ndarray], np.ndarray] | None = None  # (H, W, 3) float [0, 1] -> latent array
+    note: str | None = None  # why there is no encoder (said in the report)
+    weights: str | None = None  # the weights file it was loaded from (recorded in the JSON)
+    crop: int = SURROGATE_CROP  # side of the centre crop the encoder sees (native pixels)
+
+
 def verify_pair(
     original: np.ndarray,
     protected: np.ndarray,
@@ -234,9 +245,7 @@ def verify_pair(
     alpha: np.ndarray | None = None,
     data_range: float | None = None,
     attacks: Sequence[str] | None = None,
-    encoder: Callable[[np.ndarray], np.ndarray] | None = None,
-    encoder_note: str | None = None,
-    crop: int = SURROGATE_CROP,
+    surrogate: Surrogate | None = None,
     seed: int = 0,
     keep: Sequence[str] = (),
 ) -> PairReport:
@@ -252,12 +261,9 @@ def verify_pair(
         Defaults to the dtype's (255 or 65535).
     attacks : sequence of str, optional
         Attack names (default: every registered attack, "none" first).
-    encoder : callable, optional
-        (H, W, 3) float [0, 1] -> latent array; enables the footprint.
-    encoder_note : str, optional
-        Why there is no encoder (recorded in the report).
-    crop : int
-        Side of the centre crop the encoder sees.
+    surrogate : Surrogate, optional
+        The encoder that enables the latent footprint, the side of the crop it
+        sees, or why there is none (recorded in the report); default: none.
     seed : int
         Seed of the attacks' noise and of the Gaussian comparison.
     keep : sequence of str
@@ -270,7 +276,9 @@ def verify_pair(
     if original.dtype != protected.dtype:
         raise ValueError(f"images differ in bit depth: {original.dtype} vs {protected.dtype}")
     if data_range is None:
-        data_range = 255.0 if original.dtype == np.uint8 else 65535.0
+        data_range = data_range_of(original.dtype)
+    surrogate = surrogate or Surrogate()
+    encoder, crop = surrogate.encoder, surrogate.crop
     names = list(attacks) if attacks is not None else attack_names()
     unknown = [n for n in names if n not in ATTACKS]
     if unknown:
@@ -286,7 +294,7 @@ def verify_pair(
         ssimulacra2=ssimulacra2(original, protected, data_range=data_range, alpha=alpha),
         ciede2000_mean=mean_de,
         ciede2000_p99=p99_de,
-        footprint_note=encoder_note if encoder is None else None,
+        footprint_note=surrogate.note if encoder is None else None,
     )
 
     o8 = flatten_8bit(original, alpha, data_range)

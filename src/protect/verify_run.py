@@ -20,10 +20,20 @@ import numpy as np
 
 from . import __version__
 from . import io as pio
+from .arrays import data_range_of
 from .files import SUFFIX, describe_error, discover
 from .declutter import ATTACKS, attack_names
 from .report import SHEET_ATTACKS, contact_sheet, render_html, sheet_filename
-from .verify import SURROGATE_CROP, PairReport, Thresholds, finite_median, flatten_8bit, median_by_attack, verify_pair
+from .verify import (
+    SURROGATE_CROP,
+    PairReport,
+    Surrogate,
+    Thresholds,
+    finite_median,
+    flatten_8bit,
+    median_by_attack,
+    verify_pair,
+)
 
 __all__ = ["pair_files", "VerifyRun", "run_verify", "load_surrogate"]
 
@@ -56,18 +66,19 @@ def pair_files(original: Path, protected: Path) -> Iterator[tuple[str, Path, Pat
         yield job.rel.as_posix(), job.src, _counterpart(job.dst)
 
 
-def load_surrogate(weights: Path | None, *, enabled: bool) -> tuple[Callable | None, str | None, str | None]:
-    """(encoder or None, note when skipped, weights path used)."""
+def load_surrogate(weights: Path | None, *, enabled: bool, crop: int = SURROGATE_CROP) -> Surrogate:
+    """The TAEF2 encoder of ``weights`` (default: the shared ones), or a :class:`Surrogate`
+    without one that says why (turned off, torch or the weights missing)."""
     if not enabled:
-        return None, "turned off with --no-surrogate", None
+        return Surrogate(note="turned off with --no-surrogate", crop=crop)
     from . import surrogate
 
     try:
         enc = surrogate.load_encoder(weights)
     except surrogate.SurrogateUnavailable as exc:
-        return None, str(exc), None
+        return Surrogate(note=str(exc), crop=crop)
     used = weights if weights is not None else surrogate.default_weights()
-    return enc, None, str(used)
+    return Surrogate(enc, weights=str(used), crop=crop)
 
 
 @dataclass
@@ -115,23 +126,23 @@ def run_verify(
     *,
     attacks: list[str] | None = None,
     thresholds: Thresholds | None = None,
-    encoder: Callable | None = None,
-    encoder_note: str | None = None,
-    weights_used: str | None = None,
-    crop: int = SURROGATE_CROP,
+    surrogate: Surrogate | None = None,
     seed: int = 0,
     report_dir: Path | None = None,
     max_pixels: int = pio.DEFAULT_MAX_PIXELS,
     on_pair: Callable[[str, PairReport | None, str | None], None] | None = None,
 ) -> VerifyRun:
-    """Verify every pair; call ``on_pair(name, report, error)`` as each finishes."""
+    """Verify every pair (the latent footprint with ``surrogate``, when it has an encoder);
+    call ``on_pair(name, report, error)`` as each finishes."""
     t0 = time.perf_counter()
+    surrogate = surrogate or Surrogate()
+    measured = surrogate.encoder is not None
     thresholds = thresholds or Thresholds()
     names = attacks or attack_names()
     run = VerifyRun(settings={
         "original": str(original), "protected": str(protected), "attacks": names, "seed": seed,
-        "surrogate": weights_used if encoder is not None else None,
-        "surrogate_crop": crop if encoder is not None else None,
+        "surrogate": surrogate.weights if measured else None,
+        "surrogate_crop": surrogate.crop if measured else None,
         "machine": f"{platform.machine()} {platform.system()}",
     })
     sheets: dict[str, str] = {}
@@ -148,13 +159,13 @@ def run_verify(
                                      f"{fp.pixels.shape} ({dst})")
             pixels_p = fp.pixels if fp.pixels.dtype == fo.pixels.dtype else _same_depth(fp.pixels, fo.pixels.dtype)
             rep = verify_pair(fo.pixels, pixels_p, name=name, alpha=fo.alpha, attacks=names,
-                              encoder=encoder, encoder_note=encoder_note, crop=crop, seed=seed, keep=keep)
+                              surrogate=surrogate, seed=seed, keep=keep)
             if n_frames > 1:
                 rep.footprint_note = (rep.footprint_note or "") + " (animated: first frame only)"
             if report_dir is not None:
-                rng = 255.0 if fo.pixels.dtype == np.uint8 else 65535.0
-                sheet = contact_sheet(rep, flatten_8bit(fo.pixels, fo.alpha, rng),
-                                      flatten_8bit(pixels_p, fo.alpha, rng))
+                data_range = data_range_of(fo.pixels.dtype)
+                sheet = contact_sheet(rep, flatten_8bit(fo.pixels, fo.alpha, data_range),
+                                      flatten_8bit(pixels_p, fo.alpha, data_range))
                 rel = "sheets/" + sheet_filename(name)
                 pio.write_image(report_dir / rel, pio.ImageFile([pio.Frame(sheet)], "PNG"))
                 sheets[name] = rel

@@ -25,6 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .arrays import data_range_of
+from .kernels.rec601 import REC601
+
 __all__ = ["VisibleMark", "POSITIONS", "HERSHEY", "FONT_ENV", "apply_visible", "find_font", "text_layer",
            "font_text_layer"]
 
@@ -185,7 +188,7 @@ def font_text_layer(text: str, height: int, font: str) -> np.ndarray:
 
 def _logo_layer(logo: np.ndarray, width: int) -> np.ndarray:
     rgba = logo if logo.shape[2] == 4 else np.dstack([logo, np.full(logo.shape[:2], 255, logo.dtype)])
-    rgba = rgba.astype(np.float32) / (255.0 if logo.dtype == np.uint8 else 65535.0)
+    rgba = rgba.astype(np.float32) / data_range_of(logo.dtype)
     h = max(1, round(rgba.shape[0] * width / rgba.shape[1]))
     interp = cv2.INTER_AREA if width < rgba.shape[1] else cv2.INTER_CUBIC
     return np.clip(cv2.resize(rgba, (max(1, width), h), interpolation=interp), 0.0, 1.0)
@@ -215,7 +218,7 @@ def apply_visible(pixels: np.ndarray, mark: VisibleMark, *, alpha: np.ndarray | 
     for ``tiled``) is drawn smaller; a line saying so is appended to ``notes``.
     """
     H, W, C = pixels.shape
-    maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
+    data_range = data_range_of(pixels.dtype)
     size = max(4, round(min(H, W) * mark.scale))
     if mark.text is None:
         assert mark.logo is not None  # VisibleMark holds a text or a logo
@@ -236,9 +239,9 @@ def apply_visible(pixels: np.ndarray, mark: VisibleMark, *, alpha: np.ndarray | 
                            interpolation=cv2.INTER_AREA)
     h, w = layer.shape[:2]
     out = pixels.astype(np.float32)
-    colour = layer[..., :3] * np.float32(maxval)
+    colour = layer[..., :3] * np.float32(data_range)
     if C == 1:
-        colour = (colour @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        colour = (colour @ np.array(REC601, np.float32))[..., None]
     a = layer[..., 3:] * np.float32(mark.opacity)
     for y, x in _placements(mark.position, (H, W), (h, w), margin):
         y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
@@ -247,7 +250,7 @@ def apply_visible(pixels: np.ndarray, mark: VisibleMark, *, alpha: np.ndarray | 
         ly, lx = y0 - y, x0 - x
         aa = a[ly:ly + y1 - y0, lx:lx + x1 - x0]
         if alpha is not None:
-            aa = aa * (alpha[y0:y1, x0:x1, None].astype(np.float32) / np.float32(maxval))
+            aa = aa * (alpha[y0:y1, x0:x1, None].astype(np.float32) / np.float32(data_range))
         region = out[y0:y1, x0:x1]
         out[y0:y1, x0:x1] = region * (1.0 - aa) + colour[ly:ly + y1 - y0, lx:lx + x1 - x0] * aa
-    return np.clip(np.rint(out), 0, maxval).astype(pixels.dtype)
+    return np.clip(np.rint(out), 0, data_range).astype(pixels.dtype)

@@ -14,8 +14,8 @@ from .rec601 import LUMA_B, LUMA_G, LUMA_R
 
 
 @njit_serial
-def apply_field_kernel(src, field, gain, amplitude, maxval, mono, out):
-    """``out = clip(round(src + amplitude * gain * field), 0, maxval)``.
+def apply_field_kernel(src, field, gain, amplitude, data_range, mono, out):
+    """``out = clip(round(src + amplitude * gain * field), 0, data_range)``.
 
     ``src``/``out`` are (h, w, c) uint8/uint16, ``gain`` (h, w) float32 and
     ``field`` (h, w, f) float32 with f = 1 or 3:
@@ -30,7 +30,7 @@ def apply_field_kernel(src, field, gain, amplitude, maxval, mono, out):
     """
     h, w, c = src.shape
     nf = field.shape[2]
-    hi = np.float32(maxval)
+    hi = np.float32(data_range)
     zero = np.float32(0.0)
     half = np.float32(0.5)
     for y in range(h):

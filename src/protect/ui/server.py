@@ -45,6 +45,8 @@ import numpy as np
 
 from .. import __version__
 from .. import io as pio
+from ..arrays import data_range_of
+from ..options import OptionError
 
 if TYPE_CHECKING:  # only for annotations: the page imports the heavy modules when first used
     from ..batch import Options
@@ -220,12 +222,12 @@ def unique_destination(out_dir: Path, rel: PurePosixPath, claimed: set[Path]) ->
 
 def _to_display(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     """(H, W, 3) uint8 for the screen: 16-bit reduced, grey expanded, transparency on white."""
-    maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
-    px = pixels.astype(np.float32) * (255.0 / maxval)
+    data_range = data_range_of(pixels.dtype)
+    px = pixels.astype(np.float32) * (255.0 / data_range)
     if px.shape[2] == 1:
         px = np.repeat(px, 3, axis=2)
     if alpha is not None:
-        a = alpha.astype(np.float32)[..., None] / maxval
+        a = alpha.astype(np.float32)[..., None] / data_range
         px = px * a + 255.0 * (1.0 - a)
     return np.clip(np.rint(px), 0, 255).astype(np.uint8)
 
@@ -277,35 +279,12 @@ def preview_images(before: np.ndarray, after: np.ndarray, alpha: np.ndarray | No
 # -------------------------------------------------------------------- options
 
 
-class OptionError(ValueError):
-    """A page option protect cannot use (shown to the artist)."""
+def page_options(raw: dict, key: str) -> Options:
+    """``protect.batch.Options`` from the page's JSON options: the shared builder
+    (:func:`protect.options.options_from_mapping`); :class:`OptionError` for one it cannot use."""
+    from ..options import options_from_mapping
 
-
-def build_options(raw: dict, key: str):
-    """``protect.batch.Options`` from the page's JSON options."""
-    from ..batch import Options
-    from ..metadata import MetadataSettings
-    from ..pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH, STRENGTH_PRESETS, Settings
-    from ..visible import VisibleMark
-    from ..watermark import payload_from_text
-
-    try:
-        preset = raw.get("preset")
-        strength = float(raw["strength"]) if raw.get("strength") is not None else STRENGTH_PRESETS.get(
-            str(preset), DEFAULT_STRENGTH)
-        settings = Settings(strength=strength, key=key, method=raw.get("method") or DEFAULT_METHOD)
-        fmt = pio.normalise_format(raw["format"]) if raw.get("format") else None
-        mark = payload_from_text(str(raw["mark"])) if raw.get("mark") else None
-        visible = None
-        if raw.get("visible"):
-            visible = VisibleMark(text=str(raw["visible"]), position=raw.get("visible_position") or "bottom-right",
-                                  opacity=float(raw.get("visible_opacity") or 0.5),
-                                  scale=float(raw.get("visible_scale") or 0.05))
-        metadata = MetadataSettings(opt_out=bool(raw.get("opt_out", True)), author=raw.get("author") or None,
-                                    copyright=raw.get("copyright") or None)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise OptionError(str(exc)) from None
-    return Options(settings=settings, format=fmt, mark=mark, visible=visible, metadata=metadata)
+    return options_from_mapping(raw, key=key)
 
 
 # -------------------------------------------------------------------- batches
@@ -424,7 +403,7 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
         from ..visible import apply_visible
         from ..watermark import embed_mark
 
-        options = build_options(raw, cfg.key.key)
+        options = page_options(raw, cfg.key.key)
         img = pio.read_image(staged)
         fr = img.frames[0]
         notes: list[str] = []
@@ -480,7 +459,7 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
     async def new_batch(request):
         try:
             raw = await request.json()
-            options = build_options(raw if isinstance(raw, dict) else {}, cfg.key.key)
+            options = page_options(raw if isinstance(raw, dict) else {}, cfg.key.key)
         except OptionError as exc:
             return error(400, "bad_options", str(exc))
         except ValueError:
@@ -625,5 +604,5 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
     return Guard(app, cfg)
 
 
-__all__ = ["UIConfig", "Guard", "create_app", "safe_relative", "unique_destination", "build_options",
+__all__ = ["UIConfig", "Guard", "create_app", "safe_relative", "unique_destination", "page_options",
            "preview_images", "DEFAULT_MAX_UPLOAD"]
