@@ -55,7 +55,7 @@ import ssimulacra2_torch  # noqa: E402
 from corpus_data import ATTACKS, HELD_OUT, Data, apply_attack, corpus_files, native_side  # noqa: E402
 
 from protect.kernels.rec601 import LUMA_B, LUMA_G, LUMA_R  # noqa: E402
-from protect.pipeline import PAPER_LUMA, dct_basis  # noqa: E402
+from protect.pipeline import GEN_TEXTURE_TAU, GEN_TEXTURED_WEIGHT, PAPER_LUMA, dct_basis  # noqa: E402
 from protect.surrogate import load_encoder  # noqa: E402
 
 SEED = 20261201
@@ -271,6 +271,9 @@ def settings_meta(train: list[Path], steps: int) -> dict:
         "train_side": TRAIN_SIDE,
         "batch": BATCH, "lr": LR, "attacks": ATTACKS, "held_out": sorted(HELD_OUT), "train": [f.name for f in train],
         "torch": torch.__version__,
+        # not used in training: the run-time scaling of the field (pipeline.block_visibility_weight) that
+        # AMPLITUDES_AT_FULL_STRENGTH is calibrated under; recorded so the weights say it (tests/test_generator.py)
+        "textured_weight": GEN_TEXTURED_WEIGHT, "texture_tau": GEN_TEXTURE_TAU,
     }
 
 

@@ -58,12 +58,15 @@ AMPLITUDES_AT_FULL_STRENGTH = {"adversarial": 8.5, "texture": 18.0}
 #: Visibility weight of a block, used to scale the generator's field: flat
 #: blocks weigh 1, textured ones GEN_TEXTURED_WEIGHT, with the transition at
 #: a luma standard deviation of GEN_TEXTURE_TAU (0-1 scale).  Where they come
-#: from: the visibility weight of the first generator's training
-#: (design/train_generator.py: BETA, TEXTURE_TAU); the colour generator shipped
-#: now was trained without it, so its weights do not record them, but
-#: AMPLITUDES_AT_FULL_STRENGTH["adversarial"] was calibrated with them.  The
-#: activity gain's tau and floor, by contrast, are read from the weights.
-#: tests/test_generator.py checks both against their sources.
+#: from: the visibility weight of the first generator's training (BETA = 0.5,
+#: TEXTURE_TAU = 0.03 in design/train_generator.py, gen16-taef2-v1, removed in
+#: 3718f4a: see the git history).  The colour generator shipped now was trained
+#: without them, so its weights do not record them, but
+#: AMPLITUDES_AT_FULL_STRENGTH["adversarial"] was calibrated with them;
+#: design/train_colour_generator.py records them in the metadata of the next
+#: weights it makes, and tests/test_generator.py checks any weights that
+#: record them.  The activity gain's tau and floor, by contrast, are read from
+#: the weights.
 GEN_TEXTURED_WEIGHT = 0.5
 GEN_TEXTURE_TAU = 0.03
 
