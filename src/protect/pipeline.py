@@ -96,11 +96,11 @@ def dct_basis() -> np.ndarray:
     return d.astype(np.float32)
 
 
-def mid_band(centre: float = 4.0, width: float = 1.6) -> np.ndarray:
+def mid_band(center: float = 4.0, width: float = 1.6) -> np.ndarray:
     """Mid-frequency weight of each 8x8 DCT coefficient, normalised to unit pixel RMS.
 
     The weight is a Gaussian ring in radial frequency ``r = sqrt(u^2 + v^2)``
-    centred on ``centre`` (periods of about 2.5-8 px), with the DC and the
+    centred on ``center`` (periods of about 2.5-8 px), with the DC and the
     lowest ring (``r < 1.5``, gradients that show as blotches) switched off.
     Uniform coefficients in [-1, 1) have variance 1/3, and the DCT is
     orthonormal, so the pixel variance is ``sum(w^2) / (3 * 64)``; the band
@@ -109,11 +109,11 @@ def mid_band(centre: float = 4.0, width: float = 1.6) -> np.ndarray:
     u = np.arange(8)[:, None]
     v = np.arange(8)[None, :]
     r = np.sqrt(u * u + v * v)
-    w = np.exp(-0.5 * ((r - centre) / width) ** 2)
+    w = np.exp(-0.5 * ((r - center) / width) ** 2)
     w[r < 1.5] = 0.0
-    # sparse band: fewer random draws, same look.  The cut, like the ring's centre 4.0 and width 1.6,
-    # was set by hand in the first commit (7693d37) with no measurement recorded: it keeps the 10
-    # coefficients with r from about 2.2 to 5.7 (periods of about 3-7 px, the "mid band")
+    # sparse band: fewer random draws, same look.  The cut, like the ring's center 4.0 and width 1.6,
+    # was set by hand in the first commit (7693d37) with no measurement recorded: it keeps 37 of the
+    # ring's 60 coefficients, r from 2.0 to 6.4 (periods of about 2.5-8 px, the "mid band")
     w[w < 0.25] = 0.0
     w *= math.sqrt(3 * 64 / float(np.sum(w * w)))
     return w.astype(np.float32)
