@@ -49,7 +49,7 @@ from protect.arrays import data_range_of  # noqa: E402
 from protect import watermark as wm  # noqa: E402
 from protect.declutter import jpeg  # noqa: E402
 from protect.metrics import psnr  # noqa: E402
-from protect.pipeline import luma8  # noqa: E402
+from protect.perceptual import luma8  # noqa: E402
 from protect.verify import flatten_8bit  # noqa: E402
 
 KEY = "artist-key-under-attack"
