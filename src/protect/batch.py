@@ -1,6 +1,8 @@
-"""Batch protection: discovery, skip-if-done, parallel workers, a Report.
+"""Batch protection: one file's work, skip-if-done, parallel workers, a Report.
 
-Rules (see README, "Where outputs go"):
+The jobs come from :func:`protect.files.discover`, the options from
+:mod:`protect.options`.  Rules (see README, "Where outputs go"; the first four
+are the discovery's):
 
 * folder ``X`` -> sibling ``X_protected/`` mirroring the tree below ``X``;
 * file ``a.png`` -> ``a_protected.png`` beside it;
