@@ -41,7 +41,7 @@ def art(tmp_path: Path, copies: int = 1) -> Path:
     return src
 
 
-def local_run(src: Path, out: Path) -> batch.Report:
+def local_run(src: Path, out: Path) -> batch.BatchReport:
     jobs = list(files.discover([src], out=out))
     return batch.run_batch(jobs, batch.Options(Settings(key=KEY)), workers=1)
 
@@ -90,7 +90,7 @@ def test_cluster_outputs_identical_to_local_and_rerun_skips(client, tmp_path, mo
     assert rep.exit_code == 0 and rep.protected == 8 and rep.failed == 0 and len(seen) == 8
     assert outputs(tmp_path / "cluster") == outputs(tmp_path / "local") and len(outputs(tmp_path / "local")) == 8
     by_src = {r.src: r for r in local.results}
-    for r in rep.results:  # the same Report rows, with the paths as given
+    for r in rep.results:  # the same BatchReport rows, with the paths as given
         assert r.dst == str(tmp_path / "cluster" / Path(r.src).relative_to(src))
         assert (r.status, r.psnr, r.out_bytes, r.width) == (by_src[r.src].status, by_src[r.src].psnr,
                                                            by_src[r.src].out_bytes, by_src[r.src].width)

@@ -58,7 +58,7 @@ def test_cli_page_and_app_build_the_same_options(tmp_path, monkeypatch):
 
     def fake_run_batch(jobs, options, **kw):
         seen["options"] = options
-        return batch.Report()
+        return batch.BatchReport()
 
     monkeypatch.setattr("protect.cli.run_batch", fake_run_batch)
     monkeypatch.setattr("protect.cli.warm_jit", lambda **kw: None)

@@ -1,4 +1,4 @@
-"""Batch protection: one file's work, skip-if-done, parallel workers, a Report.
+"""Batch protection: one file's work, skip-if-done, parallel workers, a BatchReport.
 
 The jobs come from :func:`protect.files.discover`, the options from
 :mod:`protect.options`.  Rules (see README, "Where outputs go"; the first four
@@ -172,7 +172,7 @@ class FileResult:
 
 
 @dataclass
-class Report:
+class BatchReport:
     """Counters and per-file results of a batch (black's Report, for images)."""
 
     results: list[FileResult] = field(default_factory=list)
@@ -803,7 +803,7 @@ def run_batch(
     progress=None,
     worker: Callable[[Job, Options], FileResult] | None = None,
     runner=None,
-) -> Report:
+) -> BatchReport:
     """Protect ``jobs``; call ``on_result(FileResult)`` as each finishes.
 
     ``progress`` is an optional object with ``update(n)`` (a tqdm bar);
@@ -817,7 +817,7 @@ def run_batch(
     ``interrupted`` set (``exit_code`` 130).
     """
     t0 = time.perf_counter()
-    report = Report()
+    report = BatchReport()
     state = State.for_jobs(jobs)
     if dry_run:
         todo, immediate = plan(jobs, options, overwrite=overwrite, state=state)

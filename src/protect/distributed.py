@@ -3,7 +3,7 @@
 Needs the ``dask`` extra (``pip install 'protect-art[dask]'``).  Everything but
 the pixels happens on the client, exactly as in a local run
 (:func:`protect.batch.run_batch`): discovery, planning, the skip-if-done
-record beside the outputs, the :class:`~protect.batch.Report`, exit codes,
+record beside the outputs, the :class:`~protect.batch.BatchReport`, exit codes,
 ``--json`` and the progress bar (fed by completed futures).  Each task
 protects one image (or a small group, ``group=``) with
 :func:`protect.batch.protect_file` on a worker, which reads the source from
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from .userdirs import KEY_ENV, key_file
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batch import FileResult, Options, Report
+    from .batch import FileResult, Options, BatchReport
     from .files import Job
     from .pipeline import Settings
 
@@ -304,7 +304,7 @@ def _cluster_runner(client, nonce: bytes, proof: str, *, group: int, window: int
 
 
 def run_jobs(jobs: list[Job], options: Options, *, client=None, overwrite: bool = False, dry_run: bool = False,
-             on_result=None, progress=None, group: int = 1, window: int | None = None) -> Report:
+             on_result=None, progress=None, group: int = 1, window: int | None = None) -> BatchReport:
     """:func:`protect.batch.run_batch` on a Dask cluster (``client``: a ``distributed.Client``,
     a scheduler address, or None for the current default client).
 
@@ -343,7 +343,7 @@ def run_jobs(jobs: list[Job], options: Options, *, client=None, overwrite: bool 
 def protect_many(paths: Iterable[str | os.PathLike], out: str | os.PathLike | None = None,
                  settings: Settings | Options | None = None, client=None, *, key: str | None = None,
                  overwrite: bool = False, mask: str | os.PathLike | None = None, on_result=None, progress=None,
-                 group: int = 1, window: int | None = None) -> Report:
+                 group: int = 1, window: int | None = None) -> BatchReport:
     """Protect image files and folders on a Dask cluster; the Python face of
     ``protect PATHS --scheduler ADDRESS``.
 
@@ -355,7 +355,7 @@ def protect_many(paths: Iterable[str | os.PathLike], out: str | os.PathLike | No
     ``PROTECT_KEY_FILE``, the key file).  ``client`` is a
     ``distributed.Client``, a scheduler address, or None for the current
     client.  Every worker must hold the same key in its own environment.
-    Returns the :class:`~protect.batch.Report` (``report.exit_code`` as the CLI's).
+    Returns the :class:`~protect.batch.BatchReport` (``report.exit_code`` as the CLI's).
     """
     from .batch import Options
     from .files import discover
