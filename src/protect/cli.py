@@ -17,6 +17,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import typer
@@ -131,176 +132,47 @@ def _err(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
+def _fail(msg: str) -> NoReturn:
+    """Print ``msg`` (one line, to stderr) and exit 1."""
+    _err(msg)
+    raise typer.Exit(1)
+
+
 @app.command("run", epilog=RUN_EXAMPLES)
+# The run command's options, one per line so that they read as a table (long lines by choice).
 def run(
     paths: list[Path] = typer.Argument(..., help="Image files and folders (searched recursively).", exists=True),
-    strength: float = typer.Option(
-        DEFAULT_STRENGTH,
-        "--strength",
-        "-s",
-        min=0.0,
-        max=1.0,
-        help=f"0 = unchanged ... 1 = strongest; {DEFAULT_STRENGTH:g} keeps the noise hard to see.",
-        rich_help_panel=_PANEL_KEY,
-    ),
-    method: Method = typer.Option(
-        DEFAULT_METHOD,
-        "--method",
-        help="adversarial = noise designed against an image autoencoder (default); "
-        "texture = the older hand-shaped noise hidden in texture (least visible, "
-        "weakest effect).",
-        rich_help_panel=_PANEL_KEY,
-    ),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        "-o",
-        file_okay=False,
-        help="Write outputs here, keeping relative paths and names.",
-        rich_help_panel=_PANEL_OUTPUT,
-    ),
-    key: str | None = typer.Option(
-        None,
-        "--key",
-        help="Your secret key (visible to other users in ps: prefer --key-file or "
-        f"{KEY_ENV}; default: {KEY_ENV}, else the key kept in your config folder).",
-        rich_help_panel=_PANEL_KEY,
-    ),
-    key_file: Path | None = typer.Option(
-        None, "--key-file", dir_okay=False, help="Read your secret key from this file.", rich_help_panel=_PANEL_KEY
-    ),
-    mask: Path | None = typer.Option(
-        None,
-        "--mask",
-        exists=True,
-        help="Greyscale mask (white = full strength, black = none), or a folder of masks matched by relative path.",
-        rich_help_panel=_PANEL_KEY,
-    ),
-    workers: int = typer.Option(
-        0, "--workers", "-j", min=0, help="Parallel processes (0 = all cores).", rich_help_panel=_PANEL_RUN
-    ),
-    fmt: Format | None = typer.Option(
-        None, "--format", "-f", help="Output format (default: same as input).", rich_help_panel=_PANEL_OUTPUT
-    ),
-    jpeg_quality: int = typer.Option(
-        95,
-        "--jpeg-quality",
-        min=1,
-        max=100,
-        help="JPEG quality (4:4:4 chroma), also used for lossy WebP.",
-        rich_help_panel=_PANEL_OUTPUT,
-    ),
-    max_pixels: int = typer.Option(
-        pio.DEFAULT_MAX_PIXELS,
-        "--max-pixels",
-        min=1,
-        help="Refuse images with more pixels than this.",
-        rich_help_panel=_PANEL_RUN,
-    ),
-    overwrite: bool = typer.Option(
-        False,
-        "--overwrite",
-        help="Redo outputs even when they are up to date, and replace files at output "
-        "paths that protect cannot prove it wrote (never folders).",
-        rich_help_panel=_PANEL_OUTPUT,
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Only list what would be done.", rich_help_panel=_PANEL_OUTPUT
-    ),
-    json_path: Path | None = typer.Option(
-        None,
-        "--json",
-        dir_okay=False,
-        help="Write per-file results (status, sizes, PSNR, time) here ('-': to standard output).",
-        rich_help_panel=_PANEL_OUTPUT,
-    ),
-    verify: bool = typer.Option(
-        False, "--verify", help="Also measure SSIMULACRA2 of each output (slower).", rich_help_panel=_PANEL_RUN
-    ),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No progress bar or summary; errors only.", rich_help_panel=_PANEL_RUN
-    ),
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="One line per file: where it went, PSNR, time.", rich_help_panel=_PANEL_RUN
-    ),
-    mark: str | None = typer.Option(
-        None,
-        "--mark",
-        help="Add an invisible watermark carrying this text (1-8 ASCII characters, "
-        "e.g. your handle); read it back with protect detect.",
-        rich_help_panel=_PANEL_MARKS,
-    ),
-    mark_hex: str | None = typer.Option(
-        None, "--mark-hex", help="The same with a 64-bit payload in hex.", rich_help_panel=_PANEL_MARKS
-    ),
-    no_metadata: bool = typer.Option(
-        False,
-        "--no-metadata",
-        help="Do not add the AI-training opt-out (XMP plus:DataMining) to outputs.",
-        rich_help_panel=_PANEL_MARKS,
-    ),
-    author: str | None = typer.Option(
-        None, "--author", help="Creator name for XMP dc:creator and EXIF Artist.", rich_help_panel=_PANEL_MARKS
-    ),
-    copyright_: str | None = typer.Option(
-        None, "--copyright", help="Copyright notice for XMP dc:rights and EXIF Copyright.", rich_help_panel=_PANEL_MARKS
-    ),
-    opt_out: str = typer.Option(
-        "aiml",
-        "--opt-out",
-        help="aiml = prohibit all AI/ML training (IPTC DMI-PROHIBITED-AIMLTRAINING); "
-        "genai = prohibit generative AI training only (DMI-PROHIBITED-GENAIMLTRAINING).",
-        rich_help_panel=_PANEL_MARKS,
-    ),
-    strip_location: bool = typer.Option(
-        False,
-        "--strip-location",
-        help="Remove the location (EXIF GPS, XMP exif:GPS*) from outputs.",
-        rich_help_panel=_PANEL_MARKS,
-    ),
-    visible_text: str | None = typer.Option(
-        None, "--visible", help="Draw this text as a visible signature.", rich_help_panel=_PANEL_VISIBLE
-    ),
-    visible_image: Path | None = typer.Option(
-        None,
-        "--visible-image",
-        exists=True,
-        dir_okay=False,
-        help="Draw this logo (its transparency is used) instead.",
-        rich_help_panel=_PANEL_VISIBLE,
-    ),
-    visible_position: Position = typer.Option(
-        "bottom-right", "--visible-position", help="Where the signature goes.", rich_help_panel=_PANEL_VISIBLE
-    ),
+    strength: float = typer.Option(DEFAULT_STRENGTH, "--strength", "-s", min=0.0, max=1.0, help=f"0 = unchanged ... 1 = strongest; {DEFAULT_STRENGTH:g} keeps the noise hard to see.", rich_help_panel=_PANEL_KEY),  # noqa: E501 - one option per line
+    method: Method = typer.Option(DEFAULT_METHOD, "--method", help="adversarial = noise designed against an image autoencoder (default); texture = the older hand-shaped noise hidden in texture (least visible, weakest effect).", rich_help_panel=_PANEL_KEY),  # noqa: E501 - one option per line
+    out: Path | None = typer.Option(None, "--out", "-o", file_okay=False, help="Write outputs here, keeping relative paths and names.", rich_help_panel=_PANEL_OUTPUT),  # noqa: E501 - one option per line
+    key: str | None = typer.Option(None, "--key", help="Your secret key (visible to other users in ps: prefer --key-file or " f"{KEY_ENV}; default: {KEY_ENV}, else the key kept in your config folder).", rich_help_panel=_PANEL_KEY),  # noqa: E501 - one option per line
+    key_file: Path | None = typer.Option(None, "--key-file", dir_okay=False, help="Read your secret key from this file.", rich_help_panel=_PANEL_KEY),  # noqa: E501 - one option per line
+    mask: Path | None = typer.Option(None, "--mask", exists=True, help="Greyscale mask (white = full strength, black = none), or a folder of masks matched by relative path.", rich_help_panel=_PANEL_KEY),  # noqa: E501 - one option per line
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Parallel processes (0 = all cores).", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
+    fmt: Format | None = typer.Option(None, "--format", "-f", help="Output format (default: same as input).", rich_help_panel=_PANEL_OUTPUT),  # noqa: E501 - one option per line
+    jpeg_quality: int = typer.Option(95, "--jpeg-quality", min=1, max=100, help="JPEG quality (4:4:4 chroma), also used for lossy WebP.", rich_help_panel=_PANEL_OUTPUT),  # noqa: E501 - one option per line
+    max_pixels: int = typer.Option(pio.DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Refuse images with more pixels than this.", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs even when they are up to date, and replace files at output paths that protect cannot prove it wrote (never folders).", rich_help_panel=_PANEL_OUTPUT),  # noqa: E501 - one option per line
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be done.", rich_help_panel=_PANEL_OUTPUT),  # noqa: E501 - one option per line
+    json_path: Path | None = typer.Option(None, "--json", dir_okay=False, help="Write per-file results (status, sizes, PSNR, time) here ('-': to standard output).", rich_help_panel=_PANEL_OUTPUT),  # noqa: E501 - one option per line
+    verify: bool = typer.Option(False, "--verify", help="Also measure SSIMULACRA2 of each output (slower).", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only.", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="One line per file: where it went, PSNR, time.", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
+    mark: str | None = typer.Option(None, "--mark", help="Add an invisible watermark carrying this text (1-8 ASCII characters, e.g. your handle); read it back with protect detect.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    mark_hex: str | None = typer.Option(None, "--mark-hex", help="The same with a 64-bit payload in hex.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    no_metadata: bool = typer.Option(False, "--no-metadata", help="Do not add the AI-training opt-out (XMP plus:DataMining) to outputs.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    author: str | None = typer.Option(None, "--author", help="Creator name for XMP dc:creator and EXIF Artist.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    copyright_: str | None = typer.Option(None, "--copyright", help="Copyright notice for XMP dc:rights and EXIF Copyright.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    opt_out: str = typer.Option("aiml", "--opt-out", help="aiml = prohibit all AI/ML training (IPTC DMI-PROHIBITED-AIMLTRAINING); genai = prohibit generative AI training only (DMI-PROHIBITED-GENAIMLTRAINING).", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    strip_location: bool = typer.Option(False, "--strip-location", help="Remove the location (EXIF GPS, XMP exif:GPS*) from outputs.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    visible_text: str | None = typer.Option(None, "--visible", help="Draw this text as a visible signature.", rich_help_panel=_PANEL_VISIBLE),  # noqa: E501 - one option per line
+    visible_image: Path | None = typer.Option(None, "--visible-image", exists=True, dir_okay=False, help="Draw this logo (its transparency is used) instead.", rich_help_panel=_PANEL_VISIBLE),  # noqa: E501 - one option per line
+    visible_position: Position = typer.Option("bottom-right", "--visible-position", help="Where the signature goes.", rich_help_panel=_PANEL_VISIBLE),  # noqa: E501 - one option per line
     visible_opacity: float = typer.Option(0.5, "--visible-opacity", min=0.01, max=1.0, rich_help_panel=_PANEL_VISIBLE),
-    visible_scale: float = typer.Option(
-        0.05,
-        "--visible-scale",
-        min=0.005,
-        max=1.0,
-        help="Text height / logo width as a fraction of the shorter side.",
-        rich_help_panel=_PANEL_VISIBLE,
-    ),
-    c2pa: tuple[Path, Path] | None = typer.Option(
-        None,
-        "--c2pa",
-        metavar="CERT KEY",
-        help="Sign a C2PA manifest (AI training: not allowed) with this "
-        "certificate chain and private key (PEM; needs the c2pa extra of protect-art).",
-        rich_help_panel=_PANEL_MARKS,
-    ),
-    c2pa_alg: str = typer.Option(
-        "es256", "--c2pa-alg", help="Signing algorithm of the C2PA key.", rich_help_panel=_PANEL_MARKS
-    ),
-    scheduler: str | None = typer.Option(
-        None,
-        "--scheduler",
-        metavar="tcp://HOST:PORT",
-        help="Run on this Dask cluster (needs the dask extra of protect-art; shared filesystem; "
-        "every worker holds the same key in its PROTECT_KEY or "
-        "PROTECT_KEY_FILE). See docs/scale.md.",
-        rich_help_panel=_PANEL_RUN,
-    ),
+    visible_scale: float = typer.Option(0.05, "--visible-scale", min=0.005, max=1.0, help="Text height / logo width as a fraction of the shorter side.", rich_help_panel=_PANEL_VISIBLE),  # noqa: E501 - one option per line
+    c2pa: tuple[Path, Path] | None = typer.Option(None, "--c2pa", metavar="CERT KEY", help="Sign a C2PA manifest (AI training: not allowed) with this certificate chain and private key (PEM; needs the c2pa extra of protect-art).", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    c2pa_alg: str = typer.Option("es256", "--c2pa-alg", help="Signing algorithm of the C2PA key.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
+    scheduler: str | None = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT", help="Run on this Dask cluster (needs the dask extra of protect-art; shared filesystem; every worker holds the same key in its PROTECT_KEY or PROTECT_KEY_FILE). See docs/scale.md.", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
 ) -> None:
     """Protect images and folders of images; originals are never modified."""
     method_name, position_name = Method(method).value, Position(visible_position).value
@@ -398,8 +270,7 @@ def run(
                 raise typer.Exit(2) from None
     except BatchLocked as exc:
         bar.close()
-        _err(f"error: {exc}")
-        raise typer.Exit(1) from None
+        _fail(f"error: {exc}")
     finally:
         bar.close()
     code = report.exit_code
@@ -789,8 +660,7 @@ def declutter(
             pio.write_image(dst, meta, format=pio.normalise_format(dst.suffix.lstrip(".") or "png"))
             _err(f"{name}: {dst}")
     except (pio.InputError, OSError, ValueError) as exc:
-        _err(f"error: {source}: {describe_error(exc) if not isinstance(exc, ValueError) else exc}")
-        raise typer.Exit(1) from None
+        _fail(f"error: {source}: {describe_error(exc) if not isinstance(exc, ValueError) else exc}")
 
 
 key_app = typer.Typer(
@@ -836,11 +706,9 @@ def key_export(
     try:
         write_key_file(dest, r.key)
     except FileExistsError:
-        _err(f"error: {dest} exists; choose a new file name")
-        raise typer.Exit(1) from None
+        _fail(f"error: {dest} exists; choose a new file name")
     except OSError as exc:
-        _err(f"error: cannot write {dest}: {exc.strerror or exc}")
-        raise typer.Exit(1) from None
+        _fail(f"error: cannot write {dest}: {exc.strerror or exc}")
     _err(f"protect: your key was written to {dest} (0600); keep it private")
 
 
@@ -862,11 +730,9 @@ def key_import(
     try:
         new = validate_key(sys.stdin.read(), "stdin") if str(source) == "-" else read_key_file(source)
     except FileNotFoundError:
-        _err(f"error: {source} does not exist")
-        raise typer.Exit(1) from None
+        _fail(f"error: {source} does not exist")
     except KeyProblem as exc:
-        _err(f"error: {exc}")
-        raise typer.Exit(1) from None
+        _fail(f"error: {exc}")
     path = _key_file()
     try:
         old = read_key_file(path)
@@ -891,8 +757,7 @@ def key_import(
             write_key_file(backup, old) if old else path.rename(backup)
         write_key_file(path, new, replace=old is not None)
     except OSError as exc:
-        _err(f"error: cannot write {path}: {exc.strerror or exc}")
-        raise typer.Exit(1) from None
+        _fail(f"error: cannot write {path}: {exc.strerror or exc}")
     _err(f"protect: key imported to {path}" + (f" (the old key is in {backup})" if old is not None else ""))
 
 
