@@ -172,12 +172,24 @@ def add_gaussian(u8: np.ndarray, sigma: float, rng: np.random.Generator, gate: n
     return np.clip(np.rint(u8.astype(np.float32) + np.float32(sigma) * z), 0, 255).astype(np.uint8)
 
 
-def support_gate(o: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """(H, W, 1) weight in [0, 1]: where the method changed ``o`` into ``p``, blurred (the "grain" gate)."""
+def support_gate(o: np.ndarray, p: np.ndarray, kind: str = "support") -> np.ndarray:
+    """(H, W, 1) weight in [0, 1] of "grain"'s noise, from the method's change of ``o`` into ``p``:
+
+    * ``"support"``: where the method changed a pixel at all, blurred ``GRAIN_SUPPORT_SIGMA`` px;
+    * ``"amplitude"``: the local RMS of the change (same blur), over its 95th percentile, capped at 1, so
+      the noise follows the pattern's own strength (faint where the method is faint, on nearly flat shading).
+    """
     import cv2
 
-    changed = (np.abs(p.astype(np.int16) - o.astype(np.int16)).max(axis=2) > 0).astype(np.float32)
-    return np.clip(cv2.GaussianBlur(changed, (0, 0), GRAIN_SUPPORT_SIGMA), 0.0, 1.0)[..., None]
+    d = p.astype(np.float32) - o.astype(np.float32)
+    if kind == "support":
+        changed = (np.abs(d).max(axis=2) > 0).astype(np.float32)
+        return np.clip(cv2.GaussianBlur(changed, (0, 0), GRAIN_SUPPORT_SIGMA), 0.0, 1.0)[..., None]
+    if kind != "amplitude":
+        raise ValueError(f"unknown grain gate {kind!r}")
+    rms = np.sqrt(np.maximum(cv2.GaussianBlur((d * d).mean(axis=2), (0, 0), GRAIN_SUPPORT_SIGMA), 0.0))
+    ref = float(np.percentile(rms[rms > 1e-6], 95)) if np.any(rms > 1e-6) else 1.0
+    return np.clip(rms / ref, 0.0, 1.0)[..., None]
 
 
 def score(o: np.ndarray, p: np.ndarray) -> float:
@@ -284,6 +296,7 @@ class Source:
     method: str | None = None
     strengths: tuple[float, float] = TRAIN_STRENGTHS
     jpeg_share: float = 0.0  # share of tiles re-encoded as JPEG 85 (detector)
+    gate: str = "support"  # "grain": how its noise is gated (support_gate's kind)
 
 
 class PairMaker:
@@ -318,7 +331,7 @@ class PairMaker:
             return add_gaussian(o, self.sigma(strength) * jitter, self.rng)
         p = protect_flat(pixels, alpha, pic.data_range, src.method, strength * MIX_METHOD_SCALE, key)
         if src.kind == "grain":
-            return add_gaussian(p, self.grain_sigma(strength) * jitter, self.rng, support_gate(o, p))
+            return add_gaussian(p, self.grain_sigma(strength) * jitter, self.rng, support_gate(o, p, src.gate))
         return add_gaussian(p, self.mix_sigma(strength) * jitter, self.rng)
 
     def batch(self, src: Source, n: int, *, clean_share: float = 0.0):
@@ -416,7 +429,8 @@ def train_detector(maker: PairMaker, src: Source, mode: Mode, *, seed: int, log=
 # ------------------------------------------------------------- calibration
 
 
-def calibrate(pictures: list[Picture], method: str, mode: Mode, rng: np.random.Generator, n_tiles: int):
+def calibrate(pictures: list[Picture], method: str, mode: Mode, rng: np.random.Generator, n_tiles: int,
+              grain_gate: str = "support"):
     """Gaussian sigma at the same median SSIMULACRA2 as the method (and as "mix"), per strength of a ladder,
     on training tiles of the eval crop size."""
     tiles = []
@@ -442,7 +456,7 @@ def calibrate(pictures: list[Picture], method: str, mode: Mode, rng: np.random.G
             sig.append(match_sigma(o, target, z))
             pm = protect_flat(pixels, alpha, pic.data_range, method, strength * MIX_METHOD_SCALE, key)
             mix.append(_match_mix_sigma(o, pm, target, z))
-            grain.append(_match_mix_sigma(o, pm, target, z * support_gate(o, pm)))
+            grain.append(_match_mix_sigma(o, pm, target, z * support_gate(o, pm, grain_gate)))
             scores.append(target)
         rows.append({"strength": strength, "ssimulacra2_median": float(np.median(scores)),
                      "sigma": float(np.median(sig)), "mix_sigma": float(np.median(mix)),
@@ -682,8 +696,12 @@ def markdown(res: dict) -> str:
                   f"matched to {m} alone): see the `mix@0.4` rows; speed {mix['seconds_method']:.2f} s "
                   f"protect + {mix['seconds_noise']:.2f} s noise on {mix['megapixels']:.1f} MP."]
     if "grain" in res["training"]:
-        lines += ["", f"Design experiment \"grain\" (as mix, the Gaussian noise only on {m}'s own support, blurred "
-                  f"{GRAIN_SUPPORT_SIGMA:g} px: flat colour untouched): see the `grain@0.4` rows."]
+        gate = meta.get("grain_gate", "support")
+        how = (f"only on {m}'s own support, blurred {GRAIN_SUPPORT_SIGMA:g} px" if gate == "support" else
+               f"scaled by the local RMS of {m}'s own change (blurred {GRAIN_SUPPORT_SIGMA:g} px, over its 95th "
+               "percentile)")
+        lines += ["", f"Design experiment \"grain\" (as mix, the Gaussian noise {how}; flat colour untouched; "
+                  f"gate `{gate}`): see the `grain@0.4` rows."]
     return "\n".join(lines) + "\n"
 
 
@@ -703,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="random crops per held-out corpus image besides the centre (default 2)")
     ap.add_argument("--stages", default="all",
                     help=f"comma-separated stages besides the method's own purifier: {','.join(STAGES)} (default all)")
+    ap.add_argument("--grain-gate", choices=("support", "amplitude"), default="support",
+                    help="how the 'grain' experiment gates its noise (see support_gate)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     stages = set(STAGES) if args.stages == "all" else {s.strip() for s in args.stages.split(",") if s.strip()}
@@ -753,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(train)} training images, {len(evals)} evaluation images; method {method}, other {other}")
 
     rng = np.random.default_rng(SEED)
-    cal = calibrate(train, method, mode, rng, n_tiles=4 if args.quick else 12)
+    cal = calibrate(train, method, mode, rng, n_tiles=4 if args.quick else 12, grain_gate=args.grain_gate)
     for r in cal:
         log(f"calibration {method} {r['strength']}: SSIMULACRA2 {r['ssimulacra2_median']:.1f} = Gaussian sigma "
             f"{r['sigma']:.2f}; mix adds sigma {r['mix_sigma']:.2f}, grain {r['grain_sigma']:.2f}")
@@ -793,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
             sig = _match_mix_sigma(o, hc, target, z)
             src["mix@0.4"] = np.clip(np.rint(hc.astype(np.float32) + np.float32(sig) * z), 0, 255).astype(np.uint8)
             # grain: the same, the noise only on the method's support
-            zg = z * support_gate(o, hc)
+            zg = z * support_gate(o, hc, args.grain_gate)
             gsig = _match_mix_sigma(o, hc, target, zg)
             src["grain@0.4"] = np.clip(np.rint(hc.astype(np.float32) + np.float32(gsig) * zg), 0, 255).astype(np.uint8)
             crops.append({"image": pic.name, "group": pic.group, "box": list(box), "o": o, "src": src,
@@ -858,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
                 "torch": torch.__version__, "train_images": len(train), "train_names": [p.name for p in train],
                 "eval_images": len(evals), "eval_names": [p.name for p in evals], "eval_crops": len(records),
                 "eval_crop": mode.eval_crop, "crop": mode.crop, "tile": mode.tile, "batch": mode.batch,
-                "detector_crops": mode.detector_crops, "keys_used": maker.keys_used,
+                "detector_crops": mode.detector_crops, "keys_used": maker.keys_used, "grain_gate": args.grain_gate,
                 "seconds": round(time.time() - t_start, 1),
                 "command": "python benchmarks/adaptive_attack.py " + " ".join(sys.argv[1:] if argv is None else argv)}
         res = {"method": method, "other_method": other, "meta": meta, "calibration": cal, "training": training,
@@ -911,7 +931,7 @@ def main(argv: list[str] | None = None) -> int:
     if "mix" in stages:
         purifier_stage(2, "mix", Source("mix", method), mode.steps_main)
     if "grain" in stages:
-        purifier_stage(5, "grain", Source("grain", method), mode.steps_main)
+        purifier_stage(5, "grain", Source("grain", method, gate=args.grain_gate), mode.steps_main)
     if "wrong" in stages:
         purifier_stage(3, wrong, Source("method", method, (WRONG_STRENGTH, WRONG_STRENGTH)), mode.steps_side)
     if "other" in stages:

@@ -83,16 +83,17 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([bar, img])
 
 
-def grain(full: np.ndarray, method: str, strength: float, sigma: float) -> np.ndarray:
+def grain(full: np.ndarray, method: str, strength: float, sigma: float, gate: str = "support") -> np.ndarray:
     """The "grain" design experiment of benchmarks/adaptive_attack.py, on one image."""
     from adaptive_attack import MIX_METHOD_SCALE, add_gaussian, support_gate
 
     assert MIX_METHOD_SCALE == MIX
     half = protect_image(full, Settings(strength * MIX_METHOD_SCALE, "zoom-sheet", method))[0]
-    return add_gaussian(half, sigma, np.random.default_rng(1), support_gate(full, half))
+    return add_gaussian(half, sigma, np.random.default_rng(1), support_gate(full, half, gate))
 
 
-def sheet(method: str, strength: float, gauss: float | None, grain_sigma: float | None = None) -> np.ndarray:
+def sheet(method: str, strength: float, gauss: float | None, grain_sigma: float | None = None,
+          grain_gate: str = "support") -> np.ndarray:
     rows = []
     for title, rel, kind in ROWS:
         path = ROOT / rel if rel.startswith("samples/") else CORPUS / rel
@@ -100,7 +101,7 @@ def sheet(method: str, strength: float, gauss: float | None, grain_sigma: float 
             continue
         full = training_view(path, long_side=1024)
         if grain_sigma:
-            prot = grain(full, method, strength, grain_sigma)
+            prot = grain(full, method, strength, grain_sigma, grain_gate)
         elif gauss:
             prot = gaussian(full, gauss, 1)
         else:
@@ -120,7 +121,7 @@ def sheet(method: str, strength: float, gauss: float | None, grain_sigma: float 
                                  "   | 1:1 original, protected, diff x10 | 3x original, protected, diff x10"))
     what = f"i.i.d. Gaussian sigma {gauss}" if gauss else f"{method} strength {strength}"
     if grain_sigma:
-        what = f"grain: {method} at {MIX:g} x {strength} + Gaussian sigma {grain_sigma} on its support"
+        what = f"grain: {method} at {MIX:g} x {strength} + Gaussian sigma {grain_sigma}, gate {grain_gate}"
     head = _label(np.full((4, rows[0].shape[1], 3), 255, np.uint8), f"protect zoom sheet: {what}")
     return np.vstack([head] + rows)
 
@@ -132,9 +133,10 @@ def main(argv=None) -> int:
     ap.add_argument("--gauss", type=float, default=None, help="show Gaussian noise of this sigma instead")
     ap.add_argument("--grain", type=float, default=None,
                     help="show adaptive_attack.py's 'grain' design with this sigma (2.25 matches strength 0.4)")
+    ap.add_argument("--grain-gate", choices=("support", "amplitude"), default="support")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "zoom_sheet.png")
     args = ap.parse_args(argv)
-    img = sheet(args.method, args.strength, args.gauss, args.grain)
+    img = sheet(args.method, args.strength, args.gauss, args.grain, args.grain_gate)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     print(f"wrote {args.out} ({img.shape[1]}x{img.shape[0]})")

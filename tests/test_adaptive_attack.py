@@ -108,3 +108,18 @@ def test_grain_stays_off_what_the_method_left_untouched():
     g = aa.add_gaussian(p, 3.0, np.random.default_rng(0), gate)
     assert np.array_equal(g[48:, 48:], o[48:, 48:])
     assert np.abs(g[:24, :24].astype(int) - p[:24, :24]).mean() > 1.0
+
+
+def test_amplitude_gate_follows_the_pattern_strength():
+    """The "amplitude" gate is faint where the method's change is faint (nearly flat shading at its floor)."""
+    rng = np.random.default_rng(3)
+    o = np.full((128, 128, 3), 180, np.uint8)
+    p = o.astype(np.int16)
+    p[:48, :48] += rng.integers(-4, 5, (48, 48, 3))  # textured: the full pattern
+    p[80:, 80:] += rng.integers(-1, 2, (48, 48, 3))  # nearly flat: the pattern at a fifth
+    p = p.astype(np.uint8)
+    g = aa.support_gate(o, p, "amplitude")
+    assert g[8:40, 8:40].mean() > 0.8 and 0.05 < g[88:120, 88:120].mean() < 0.5
+    assert g[56:72, 100:].max() < 0.05  # untouched, away from both
+    with pytest.raises(ValueError):
+        aa.support_gate(o, p, "nonsense")
