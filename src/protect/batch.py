@@ -618,19 +618,18 @@ def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, m
             notes.append(rep.note)
         if options.mark is not None:
             out = embed_mark(out, options.mark, options.settings.key, alpha=fr.alpha)
-            rep.psnr = diff_stats(fr.pixels, out)[0]
             if res.mark_readable is None:  # self-check on the first frame: can the mark be read back?
                 back = detect_mark(out, options.settings.key, alpha=fr.alpha)
                 res.mark_readable = bool(back.found and back.payload == options.mark)
                 if not res.mark_readable:
                     notes.append("the invisible mark cannot be read back from this picture "
                                  "(too small or too transparent to carry it)")
-        worst_psnr = min(worst_psnr, rep.psnr)
-        if options.verify:
-            from .metrics import ssimulacra2
-
-            scores.append(ssimulacra2(fr.pixels, out, data_range=data_range_of(out.dtype),
-                                      alpha=fr.alpha))
+        # every figure in one place, of the output against the original (the visible mark and
+        # the invisible one are part of what changed)
+        psnr, score = _figures(fr.pixels, out, fr.alpha, ssimulacra2=options.verify)
+        worst_psnr = min(worst_psnr, psnr)
+        if score is not None:
+            scores.append(score)
         frames.append(pio.Frame(out, fr.alpha, fr.duration))
     out_img = pio.with_frames(img, frames)
     if options.metadata.active:
@@ -652,6 +651,17 @@ def _protect_decoded(img: pio.ImageFile, options: Options, res: FileResult, *, m
     res.psnr = round(worst_psnr, 2) if np.isfinite(worst_psnr) else None
     res.ssimulacra2 = round(min(scores), 2) if scores else None
     return data
+
+
+def _figures(original: np.ndarray, out: np.ndarray, alpha: np.ndarray | None, *,
+             ssimulacra2: bool) -> tuple[float, float | None]:
+    """(PSNR, SSIMULACRA2 or None) of a frame as written against the frame as it was read."""
+    psnr = diff_stats(original, out)[0]
+    if not ssimulacra2:
+        return psnr, None
+    from .metrics import ssimulacra2 as score
+
+    return psnr, score(original, out, data_range=data_range_of(out.dtype), alpha=alpha)
 
 
 def protect_bytes(data: bytes, settings: Settings | Options | None = None, key: str | None = None
