@@ -33,3 +33,20 @@ def test_psnr_is_measured_against_the_original(tmp_path, mark, visible):
     assert res.psnr == round(diff_stats(original, written)[0], 2)
     if visible:
         assert res.psnr < 35  # the visible mark is part of what changed
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_same_file_twice_with_two_outputs_records_each_on_its_own_job(tmp_path, workers):
+    # run_batch matched results to jobs by source path: the first output's record went to the
+    # second job, so the first output was "not written by protect" on the next run.
+    src = tmp_path / "a.png"
+    Image.fromarray(textured()).save(src)
+    one, two = tmp_path / "one", tmp_path / "two"
+    jobs = [batch.Job(src, one / "a.png", Path("a.png"), root=one),
+            batch.Job(src, two / "a.png", Path("a.png"), root=two)]
+    options = batch.Options(Settings(0.4, KEY))
+    first = batch.run_batch(jobs, options, workers=workers)
+    assert first.protected == 2 and first.failed == 0
+    assert sorted(r.dst for r in first.results) == sorted(str(j.dst) for j in jobs)
+    again = batch.run_batch(jobs, options, workers=workers)
+    assert again.skipped == 2 and again.failed == 0, [r.reason for r in again.results]

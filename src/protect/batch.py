@@ -820,7 +820,7 @@ def run_batch(
     ``worker`` replaces :func:`protect_file` (a module-level function, for
     the process pool).  ``runner(todo, options, finish)``, when given, runs
     the planned jobs instead of the local process pool and calls
-    ``finish(FileResult)`` for each (``protect.distributed`` runs them on a
+    ``finish(job, FileResult)`` for each (``protect.distributed`` runs them on a
     Dask cluster this way).  Takes the lock of every output root (raises
     :class:`BatchLocked`), cleans protect's leftover temp files there, and
     on Ctrl-C stops the workers, keeps what is done and returns a report with
@@ -856,16 +856,16 @@ def _run_locked(jobs, options, workers, overwrite, on_result, progress, worker, 
             on_result(r)
         if progress is not None:
             progress.update(1)
-    by_src = {str(j.src): j for j in todo}
-    finished: set[str] = set()
+    # results belong to jobs by the job itself, never by a path: the same file may be given
+    # twice with two outputs
+    finished: set[int] = set()  # id() of the jobs in todo that are done
 
-    def finish(r: FileResult) -> None:
-        job = by_src[r.src]
+    def finish(job: Job, r: FileResult) -> None:
         if r.status == "protected":
             state.record(job, r, options)
         elif job.seen is None or _dst_seen(job.dst) != job.seen:
             state.forget(job)  # an output protect had written is gone or replaced: its record goes too
-        finished.add(r.src)  # only now: a Ctrl-C during the record leaves the file to the adoption below
+        finished.add(id(job))  # only now: a Ctrl-C during the record leaves the file to the adoption below
         report.add(r)
         if r.status == "protected" and report.protected % STATE_SAVE_EVERY == 0:
             state.save()
@@ -880,22 +880,22 @@ def _run_locked(jobs, options, workers, overwrite, on_result, progress, worker, 
             runner(todo, options, finish)
         elif n == 1:
             for job in todo:
-                finish(fn(job, options))
+                finish(job, fn(job, options))
         else:
             _run_pool(todo, options, n, fn, finish)
     except KeyboardInterrupt:
         report.interrupted = True
         for j in todo:
-            if str(j.src) in finished:
+            if id(j) in finished:
                 continue
             # an in-flight write that was cut short leaves no temp file behind ...
             pio.clean_temp_files(j.dst.parent, target=j.dst.name)
             # ... and one killed after its os.replace, before its result came back, left a whole
             # output (the folder is locked: nothing else wrote it) that is recorded as protect's
             if _dst_seen(j.dst) != j.seen and state.adopt(j, options):
-                finished.add(str(j.src))
+                finished.add(id(j))
                 report.add(FileResult(str(j.src), str(j.dst), "protected", note="finished while stopping"))
-        report.left = sum(1 for j in todo if str(j.src) not in finished)
+        report.left = sum(1 for j in todo if id(j) not in finished)
     finally:
         state.save()
 
@@ -977,7 +977,7 @@ def _run_pool(todo: list[Job], options: Options, n: int, fn, finish) -> None:
                     except Exception as exc:  # noqa: BLE001 - one file only
                         r = FileResult(str(job.src), str(job.dst), "failed",
                                        reason=f"unexpected error in the worker: {describe_error(exc)}")
-                    finish(r)
+                    finish(job, r)
             if not broken:
                 continue
             suspects.extend(inflight.values())
@@ -987,8 +987,8 @@ def _run_pool(todo: list[Job], options: Options, n: int, fn, finish) -> None:
                 if empty_breaks > 3:
                     while pending:
                         job = pending.popleft()
-                        finish(FileResult(str(job.src), str(job.dst), "failed",
-                                          reason="the worker processes keep dying on start; try --workers 1"))
+                        finish(job, FileResult(str(job.src), str(job.dst), "failed",
+                                               reason="the worker processes keep dying on start; try --workers 1"))
                     return
             for job in suspects:  # alone, so that only the file that kills its worker fails
                 solo = _new_pool(1, options)
@@ -998,14 +998,14 @@ def _run_pool(todo: list[Job], options: Options, n: int, fn, finish) -> None:
                     r = _crashed(job)
                 finally:
                     _stop_pool(solo)
-                finish(r)
+                finish(job, r)
             pool = _new_pool(n, options)
     except KeyboardInterrupt:
         try:  # files in flight get a moment to finish (and be recorded); then the workers are killed
             done, _ = wait(inflight, timeout=STOP_GRACE_S)
             for fut in done:
                 try:
-                    finish(fut.result())
+                    finish(inflight[fut], fut.result())
                 except Exception:  # noqa: BLE001 - a file that did not finish is simply left
                     pass
         finally:

@@ -260,7 +260,7 @@ def _cluster_runner(client, nonce: bytes, proof: str, *, group: int, window: int
 
     from .batch import FileResult
 
-    def run(todo: list[Job], options: Options, finish: Callable[[FileResult], None]) -> None:
+    def run(todo: list[Job], options: Options, finish: Callable[[Job, FileResult], None]) -> None:
         if not todo:
             return
         remote = replace(options, settings=replace(options.settings, key=""))  # the key stays here
@@ -295,7 +295,7 @@ def _cluster_runner(client, nonce: bytes, proof: str, *, group: int, window: int
                 submit_next()
                 for job, r in zip(jobs, results, strict=False):
                     r.src, r.dst = str(job.src), str(job.dst)  # the paths as the user gave them
-                    finish(r)
+                    finish(job, r)
         finally:
             if pending:
                 client.cancel(list(pending))
