@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from PIL import Image
 
 from protect import Settings, batch
 from protect import io as pio
+from protect import pipeline as pl
 from protect.pipeline import diff_stats
 from protect.visible import HERSHEY, VisibleMark
 
@@ -50,3 +53,57 @@ def test_the_same_file_twice_with_two_outputs_records_each_on_its_own_job(tmp_pa
     assert sorted(r.dst for r in first.results) == sorted(str(j.dst) for j in jobs)
     again = batch.run_batch(jobs, options, workers=workers)
     assert again.skipped == 2 and again.failed == 0, [r.reason for r in again.results]
+
+
+_WARM_CHECK = r"""
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from protect import batch, pipeline as pl, watermark as wm
+from protect.kernels import generator, perturb, stats, watermark as wk
+
+def compiled():
+    n = 0
+    for mod in (generator, perturb, stats, wk):
+        for v in vars(mod).values():
+            if isinstance(v, CPUDispatcher):
+                n += len(v.signatures)
+    return n
+
+batch.warm_jit(mark=True)
+after_warm = compiled()
+rng = np.random.default_rng(0)
+rgb = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+grey16 = rng.integers(0, 65536, (40, 50, 1), dtype=np.uint16)
+a8 = np.full((70, 90), 200, np.uint8)
+a16 = np.full((40, 50), 60000, np.uint16)
+for method in pl.METHODS:
+    s = pl.Settings(0.5, "k", method)
+    pl.protect_image(rgb, s)
+    pl.protect_image(rgb, s, alpha=a8)
+    pl.protect_image(grey16, s, alpha=a16)
+    pl.protect_image(rgb, s, keep_palette=True)
+print(after_warm, compiled())
+"""
+
+
+def test_warm_jit_compiles_what_every_method_needs():
+    # warm_jit warmed only the default method's kernels: a --method texture run compiled the
+    # texture kernels inside its first file (and in every worker)
+    out = subprocess.run([sys.executable, "-c", _WARM_CHECK], capture_output=True, text=True, timeout=300,
+                         check=True)
+    after_warm, after_use = map(int, out.stdout.split())
+    assert after_warm > 0 and after_use == after_warm, "a kernel was compiled after warm_jit"
+
+
+def test_warm_jit_is_cheap(monkeypatch):
+    calls = []
+    real = batch.protect_image
+
+    def spy(pixels, settings, **kw):
+        calls.append((pixels.shape, settings.method))
+        return real(pixels, settings, **kw)
+
+    monkeypatch.setattr(batch, "protect_image", spy)
+    batch.warm_jit()
+    assert {m for _, m in calls} == set(pl.METHODS)
+    assert all(shape[0] * shape[1] <= 32 * 32 for shape, _ in calls)  # tiny arrays only

@@ -57,7 +57,7 @@ from . import __version__
 from . import io as pio
 from .arrays import data_range_of
 from .files import STATE_DIR, Job, describe_error
-from .pipeline import Settings, diff_stats, protect_image
+from .pipeline import METHODS, Settings, diff_stats, palette_colours, protect_image
 from .metadata import MetadataSettings, authorship_exif, optout_xmp, strip_location_exif, strip_location_xmp
 from .userdirs import private_folder
 from .visible import VisibleMark, apply_visible
@@ -702,14 +702,21 @@ def protect_bytes(data: bytes, settings: Settings | Options | None = None, key: 
 
 
 def warm_jit(*, mark: bool = False) -> None:
-    """Compile (or load from the on-disk cache) the kernels a run needs, on a tiny image;
-    the watermark's only when the run adds a mark."""
+    """Compile (or load from the on-disk cache) the kernels a run needs, on tiny images: every
+    method's (8-bit RGB, 16-bit grey with alpha), the palette count, and the watermark's only when
+    the run adds a mark."""
     tiny = np.zeros((16, 16, 3), np.uint8)
     tiny[::2] = 200
-    protect_image(tiny, Settings(0.5, "warm"))
+    tiny[1::4, ::3] = (10, 90, 250)
+    grey16 = tiny.astype(np.uint16)[..., :1] * 257
+    alpha16 = np.full((16, 16), 9, np.uint16)
+    for method in METHODS:
+        settings = Settings(0.5, "warm", method)
+        protect_image(tiny, settings)
+        protect_image(grey16, settings, alpha=alpha16)
+    palette_colours(tiny, np.full((16, 16), 255, np.uint8))
     if mark:
-        embed_mark(tiny, bytes(8), "warm")
-    protect_image(tiny.astype(np.uint16)[..., :1], Settings(0.5, "warm"), alpha=np.full((16, 16), 9, np.uint16))
+        embed_mark(tiny, bytes(8), "warm")  # (not detect_mark: its search costs seconds even on a tiny image)
 
 
 def _worker_init(mark: bool) -> None:
