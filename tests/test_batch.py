@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,37 @@ def test_the_same_file_twice_with_two_outputs_records_each_on_its_own_job(tmp_pa
     assert sorted(r.dst for r in first.results) == sorted(str(j.dst) for j in jobs)
     again = batch.run_batch(jobs, options, workers=workers)
     assert again.skipped == 2 and again.failed == 0, [r.reason for r in again.results]
+
+
+def test_statuses_are_an_enum_with_the_old_strings():
+    assert [s.value for s in batch.Status] == ["protected", "skipped", "failed", "would protect"]
+    assert batch.Status("would protect") is batch.Status.WOULD_PROTECT
+    assert f"{batch.Status.PROTECTED}" == "protected" and batch.Status.FAILED == "failed"
+    res = batch.FileResult("a", "b", batch.Status.SKIPPED)
+    assert json.dumps(batch.Report(results=[res]).to_json()["files"][0]["status"]) == '"skipped"'
+
+
+def test_every_status_protect_gives_is_a_status_member(tmp_path):
+    art = tmp_path / "art"
+    art.mkdir()
+    Image.fromarray(textured()).save(art / "a.png")
+    (art / "bad.png").write_bytes(b"not a picture")
+    jobs = list(batch.discover([art]))
+    options = batch.Options(Settings(0.4, KEY))
+    reports = [batch.run_batch(jobs, options, dry_run=True), batch.run_batch(jobs, options),
+               batch.run_batch(jobs, options)]
+    seen = {r.status for rep in reports for r in rep.results}
+    assert seen == set(batch.Status)
+    assert all(isinstance(r.status, batch.Status) for rep in reports for r in rep.results)
+    # --json is byte for byte what it was with plain strings
+    rep = reports[1]
+    plain = batch.Report(results=[batch.FileResult(**{**r.__dict__, "status": str(r.status.value)})
+                                  for r in rep.results])
+    for r in plain.results:
+        plain.protected += r.status == "protected"
+        plain.failed += r.status == "failed"
+    plain.seconds = rep.seconds
+    assert json.dumps(plain.to_json()) == json.dumps(rep.to_json())
 
 
 _WARM_CHECK = r"""

@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -149,13 +150,23 @@ def _fingerprint_value(value, name: str = ""):
     raise TypeError(f"the fingerprint has no rule for {name}: {type(value).__name__}")
 
 
+class Status(StrEnum):
+    """What became of one file.  Each member is its string (the ``status`` of ``--json``, the
+    page's rows, the CSS class and message key the page picks from it), so the output is the same."""
+
+    PROTECTED = "protected"
+    SKIPPED = "skipped"  # up to date
+    FAILED = "failed"
+    WOULD_PROTECT = "would protect"  # a dry run
+
+
 @dataclass
 class FileResult:
     """The outcome for one file (one row of ``--json``)."""
 
     src: str
     dst: str
-    status: str  # "protected", "skipped", "failed", "would protect"
+    status: Status  # (a string that names a member is taken as that member)
     reason: str | None = None
     in_bytes: int | None = None
     out_bytes: int | None = None
@@ -169,6 +180,9 @@ class FileResult:
     note: str | None = None  # what the user should know about an output that was written ("; "-separated)
     mark_readable: bool | None = None  # with --mark: the mark was read back from the output right after embedding
     proof: dict | None = field(default=None, repr=False)  # what the state records (not in --json)
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
 
 @dataclass
@@ -186,11 +200,11 @@ class BatchReport:
 
     def add(self, r: FileResult) -> None:
         self.results.append(r)
-        if r.status == "protected":
+        if r.status == Status.PROTECTED:
             self.protected += 1
-        elif r.status == "skipped":
+        elif r.status == Status.SKIPPED:
             self.skipped += 1
-        elif r.status == "failed":
+        elif r.status == Status.FAILED:
             self.failed += 1
         else:
             self.planned += 1
@@ -209,11 +223,11 @@ class BatchReport:
 
     @property
     def in_bytes(self) -> int:
-        return sum(r.in_bytes or 0 for r in self.results if r.status == "protected")
+        return sum(r.in_bytes or 0 for r in self.results if r.status == Status.PROTECTED)
 
     @property
     def out_bytes(self) -> int:
-        return sum(r.out_bytes or 0 for r in self.results if r.status == "protected")
+        return sum(r.out_bytes or 0 for r in self.results if r.status == Status.PROTECTED)
 
     def summary(self) -> str:
         parts = [f"{self.protected} protected", f"{self.skipped} up to date", f"{self.failed} failed"]
@@ -467,7 +481,7 @@ class State:
             proof = {"src": _stamp(os.stat(job.src)), "dst": _stamp(st), "sha256": sha256_file(job.dst)}
         except OSError:
             return False
-        self.record(job, FileResult(str(job.src), str(job.dst), "protected", proof=proof), options)
+        self.record(job, FileResult(str(job.src), str(job.dst), Status.PROTECTED, proof=proof), options)
         return True
 
     def forget(self, job: Job) -> None:
@@ -568,7 +582,7 @@ def protect_file(job: Job, options: Options) -> FileResult:
     state records: the source's and output's (size, mtime) and the output's SHA-256.
     """
     t0 = time.perf_counter()
-    res = FileResult(src=str(job.src), dst=str(job.dst), status="failed")
+    res = FileResult(src=str(job.src), dst=str(job.dst), status=Status.FAILED)
     notes: list[str] = []
     try:
         img = pio.read_image(job.src, max_pixels=options.max_pixels)
@@ -591,10 +605,10 @@ def protect_file(job: Job, options: Options) -> FileResult:
         st = os.stat(job.dst)
         assert img.source is not None  # read_image(path) always stamps the file it read
         res.proof = {"src": [img.source.size, img.source.mtime_ns], "dst": _stamp(st), "sha256": digest}
-        res.status = "protected"
+        res.status = Status.PROTECTED
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
         res.reason = describe_error(exc)
-    if notes and res.status == "protected":
+    if notes and res.status == Status.PROTECTED:
         res.note = "; ".join(dict.fromkeys(notes))
     res.seconds = round(time.perf_counter() - t0, 4)
     return res
@@ -691,12 +705,12 @@ def protect_bytes(data: bytes, settings: Settings | Options | None = None, key: 
             raise ValueError("protect_bytes needs a key: pass key=..., or set PROTECT_KEY")
         key = found.key
     options = replace(options, settings=replace(options.settings, key=key))
-    res = FileResult(src="<bytes>", dst="<bytes>", status="failed", in_bytes=len(data))
+    res = FileResult(src="<bytes>", dst="<bytes>", status=Status.FAILED, in_bytes=len(data))
     img = pio.decode_image(data, max_pixels=options.max_pixels)
     notes = list(img.notes)
     out = _protect_decoded(img, options, res, mask=None, title="image", notes=notes)
     res.note = "; ".join(dict.fromkeys(notes)) or None
-    res.status = "protected"
+    res.status = Status.PROTECTED
     res.seconds = round(time.perf_counter() - t0, 4)
     return out, res
 
@@ -746,11 +760,11 @@ def plan(jobs: Iterable[Job], options: Options, *, overwrite: bool, state: State
         try:
             dst_res = job.dst.resolve()
             if dst_res == job.src.resolve():
-                done.append(FileResult(str(job.src), str(job.dst), "failed",
+                done.append(FileResult(str(job.src), str(job.dst), Status.FAILED,
                                        reason="output would overwrite the original"))
                 continue
             if dst_res in seen:
-                done.append(FileResult(str(job.src), str(job.dst), "failed",
+                done.append(FileResult(str(job.src), str(job.dst), Status.FAILED,
                                        reason=f"output collides with that of {seen[dst_res]}"))
                 continue
             seen[dst_res] = job.src
@@ -758,13 +772,13 @@ def plan(jobs: Iterable[Job], options: Options, *, overwrite: bool, state: State
         except (OSError, RuntimeError) as exc:  # a symlink loop, a path that cannot be resolved
             why = "symlink loop" if "loop" in str(exc).lower() or getattr(exc, "errno", None) == 40 else \
                 describe_error(exc)
-            done.append(FileResult(str(job.src), str(job.dst), "failed", reason=f"cannot use this path: {why}"))
+            done.append(FileResult(str(job.src), str(job.dst), Status.FAILED, reason=f"cannot use this path: {why}"))
             continue
         if what == "blocked" or (what == "foreign" and not overwrite):
-            done.append(FileResult(str(job.src), str(job.dst), "failed", reason=reason))
+            done.append(FileResult(str(job.src), str(job.dst), Status.FAILED, reason=reason))
             continue
         if what == "current" and not overwrite:
-            done.append(FileResult(str(job.src), str(job.dst), "skipped", reason="up to date"))
+            done.append(FileResult(str(job.src), str(job.dst), Status.SKIPPED, reason="up to date"))
             continue
         todo.append(replace(job, seen=_dst_seen(job.dst)))
     return todo, done
@@ -838,7 +852,7 @@ def run_batch(
     state = State.for_jobs(jobs)
     if dry_run:
         todo, immediate = plan(jobs, options, overwrite=overwrite, state=state)
-        for r in immediate + [FileResult(str(j.src), str(j.dst), "would protect") for j in todo]:
+        for r in immediate + [FileResult(str(j.src), str(j.dst), Status.WOULD_PROTECT) for j in todo]:
             report.add(r)
             if on_result:
                 on_result(r)
@@ -868,13 +882,13 @@ def _run_locked(jobs, options, workers, overwrite, on_result, progress, worker, 
     finished: set[int] = set()  # id() of the jobs in todo that are done
 
     def finish(job: Job, r: FileResult) -> None:
-        if r.status == "protected":
+        if r.status == Status.PROTECTED:
             state.record(job, r, options)
         elif job.seen is None or _dst_seen(job.dst) != job.seen:
             state.forget(job)  # an output protect had written is gone or replaced: its record goes too
         finished.add(id(job))  # only now: a Ctrl-C during the record leaves the file to the adoption below
         report.add(r)
-        if r.status == "protected" and report.protected % STATE_SAVE_EVERY == 0:
+        if r.status == Status.PROTECTED and report.protected % STATE_SAVE_EVERY == 0:
             state.save()
         if on_result:
             on_result(r)
@@ -901,7 +915,7 @@ def _run_locked(jobs, options, workers, overwrite, on_result, progress, worker, 
             # output (the folder is locked: nothing else wrote it) that is recorded as protect's
             if _dst_seen(j.dst) != j.seen and state.adopt(j, options):
                 finished.add(id(j))
-                report.add(FileResult(str(j.src), str(j.dst), "protected", note="finished while stopping"))
+                report.add(FileResult(str(j.src), str(j.dst), Status.PROTECTED, note="finished while stopping"))
         report.left = sum(1 for j in todo if id(j) not in finished)
     finally:
         state.save()
@@ -938,7 +952,7 @@ STOP_GRACE_S = 1.0
 
 
 def _crashed(job: Job) -> FileResult:
-    return FileResult(str(job.src), str(job.dst), "failed",
+    return FileResult(str(job.src), str(job.dst), Status.FAILED,
                       reason="the worker process died on this file (killed, or out of memory: try --workers 1 "
                              "or a smaller --max-pixels); the other files went on")
 
@@ -982,7 +996,7 @@ def _run_pool(todo: list[Job], options: Options, n: int, fn, finish) -> None:
                         broken = True
                         continue
                     except Exception as exc:  # noqa: BLE001 - one file only
-                        r = FileResult(str(job.src), str(job.dst), "failed",
+                        r = FileResult(str(job.src), str(job.dst), Status.FAILED,
                                        reason=f"unexpected error in the worker: {describe_error(exc)}")
                     finish(job, r)
             if not broken:
@@ -994,7 +1008,7 @@ def _run_pool(todo: list[Job], options: Options, n: int, fn, finish) -> None:
                 if empty_breaks > 3:
                     while pending:
                         job = pending.popleft()
-                        finish(job, FileResult(str(job.src), str(job.dst), "failed",
+                        finish(job, FileResult(str(job.src), str(job.dst), Status.FAILED,
                                                reason="the worker processes keep dying on start; try --workers 1"))
                     return
             for job in suspects:  # alone, so that only the file that kills its worker fails

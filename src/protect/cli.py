@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 from . import __version__
 from . import io as pio
 from .arrays import data_range_of
-from .batch import BatchLocked, default_workers, run_batch, warm_jit
+from .batch import BatchLocked, Status, default_workers, run_batch, warm_jit
 from .files import SUFFIX, describe_error, discover, walk_images
 from .options import OptionError, build_options, with_key
 from .pipeline import DEFAULT_METHOD, DEFAULT_STRENGTH, METHODS
@@ -224,18 +224,18 @@ def run(
         _note_unsupported(paths)
 
     def on_result(r) -> None:
-        if r.status == "failed":
+        if r.status == Status.FAILED:
             _err(f"error: {r.src}: {r.reason}")
         elif r.note and not quiet:
             _err(f"note: {r.src}: {r.note}")
-        elif r.status == "would protect" and not quiet:
+        elif r.status == Status.WOULD_PROTECT and not quiet:
             _err(f"would protect {r.src} -> {r.dst}")
-        if verbose and not quiet and r.status in ("protected", "skipped"):
+        if verbose and not quiet and r.status in (Status.PROTECTED, Status.SKIPPED):
             detail = (
                 f" (PSNR {r.psnr:.1f} dB, {r.seconds:.2f} s)"
-                if r.status == "protected" and r.psnr is not None
+                if r.status == Status.PROTECTED and r.psnr is not None
                 else " (up to date)"
-                if r.status == "skipped"
+                if r.status == Status.SKIPPED
                 else ""
             )
             _err(f"{r.status}: {r.src} -> {r.dst}{detail}")

@@ -181,7 +181,7 @@ def _protect_group(jobs: list[Job], options: Options, nonce: bytes, proof: str) 
     """One task: protect ``jobs`` on this worker with the worker's own key."""
     from distributed import get_worker
 
-    from .batch import FileResult, protect_file
+    from .batch import FileResult, Status, protect_file
 
     try:
         worker = get_worker()
@@ -192,7 +192,8 @@ def _protect_group(jobs: list[Job], options: Options, nonce: bytes, proof: str) 
     where = f"worker {worker.address}" if worker is not None else "this worker"
     if not key or not hmac.compare_digest(key_proof(key, nonce), proof):
         why = "has no key" if not key else "holds a different key than the client"
-        return [FileResult(str(j.src), str(j.dst), "failed", reason=f"{where} {why}; nothing written") for j in jobs]
+        reason = f"{where} {why}; nothing written"
+        return [FileResult(str(j.src), str(j.dst), Status.FAILED, reason=reason) for j in jobs]
     keyed = replace(options, settings=replace(options.settings, key=key))
     return [protect_file(job, keyed) for job in jobs]
 
@@ -258,7 +259,7 @@ def _cluster_runner(client, nonce: bytes, proof: str, *, group: int, window: int
     cluster, at most ``window`` tasks in flight (so a million jobs are not a million futures)."""
     from distributed import as_completed
 
-    from .batch import FileResult
+    from .batch import FileResult, Status
 
     def run(todo: list[Job], options: Options, finish: Callable[[Job, FileResult], None]) -> None:
         if not todo:
@@ -290,7 +291,7 @@ def _cluster_runner(client, nonce: bytes, proof: str, *, group: int, window: int
                     results = fut.result()
                 except Exception as exc:  # noqa: BLE001 - a task that kept killing workers fails its files only
                     reason = f"failed on the cluster: {type(exc).__name__}: {exc}"
-                    results = [FileResult(str(j.src), str(j.dst), "failed", reason=reason) for j in jobs]
+                    results = [FileResult(str(j.src), str(j.dst), Status.FAILED, reason=reason) for j in jobs]
                 fut.release()
                 submit_next()
                 for job, r in zip(jobs, results, strict=False):

@@ -486,7 +486,7 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
         return JSONResponse({"name": rel, "count": len(batch.files)})
 
     def _run_batch(batch: Batch) -> None:
-        from ..batch import default_workers, run_batch, warm_jit
+        from ..batch import Status, default_workers, run_batch, warm_jit
         from ..files import Job
 
         try:
@@ -506,7 +506,7 @@ def create_app(cfg: UIConfig, *, warm: bool = True):
             def on_result(r) -> None:
                 rel, dst = names.get(r.src, (r.src, None))
                 row = {"name": rel, "status": r.status, "reason": r.reason, "note": r.note,
-                       "out": str(dst) if r.status == "protected" else None, "psnr": r.psnr}
+                       "out": str(dst) if r.status == Status.PROTECTED else None, "psnr": r.psnr}
                 with batch.lock:
                     batch.results.append(row)
 
