@@ -116,3 +116,39 @@ def test_sixteen_bit_and_alpha_are_flattened_like_a_scraper_sees_them():
     out, _ = protect_image(wide, Settings(0.5, "k"))
     rep = verify_pair(wide, out, attacks=["none", "jpeg75"])
     assert isinstance(rep, PairReport) and rep.attacks[0].survival == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("where", ["attack", "encoder"])
+def test_verify_pair_shuts_its_thread_pool_down_when_an_attack_raises(pair, monkeypatch, where):
+    # the pool had no `with`: an attack (or the encoder) that raised left its threads behind
+    from protect import verify
+
+    pools = []
+
+    class Recording(verify.ThreadPoolExecutor):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.closed = False
+            pools.append(self)
+
+        def shutdown(self, *a, **kw):
+            self.closed = True
+            super().shutdown(*a, **kw)
+
+    def broken(name, pixels, seed=0):
+        raise RuntimeError("this attack breaks")
+
+    def broken_encoder(x):
+        raise RuntimeError("this encoder breaks")
+
+    monkeypatch.setattr(verify, "ThreadPoolExecutor", Recording)
+    if where == "attack":
+        monkeypatch.setattr(verify, "apply_attack", broken)
+        kw = {}
+    else:
+        kw = {"surrogate": verify.Surrogate(encoder=broken_encoder)}
+    img, out = pair
+    with pytest.raises(RuntimeError, match="breaks"):
+        verify_pair(img, out, attacks=["none"], **kw)
+    assert len(pools) == 1 and pools[0].closed
+    assert all(not t.is_alive() for t in pools[0]._threads)  # noqa: SLF001 - the threads are gone

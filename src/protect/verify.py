@@ -307,26 +307,26 @@ def verify_pair(
     # OpenCV and Pillow release the GIL: attack the original and the protected
     # image (and the Gaussian twin) side by side.
     inputs = (o8, p8) if twin is None else (o8, p8, twin)
-    pool = ThreadPoolExecutor(max_workers=len(inputs))
-    extra = [k for k in keep if k not in names]  # measured for the pictures only, not reported
-    for attack in [*names, *extra]:
-        attacked = list(pool.map(partial(apply_attack, attack, seed=seed), inputs))
-        ao, ap = attacked[0], attacked[1]
-        corr, energy, surv = survival(apply_geometry(attack, d), ap.astype(np.float32) - ao.astype(np.float32),
-                                      posted=apply_region(attack, d))
-        res = AttackResult(attack, corr, energy, surv)
-        if encoder is not None and attack in names:
-            z0 = encoder(encoder_input(ao, crop))
-            res.footprint = latent_shift(encoder, ao, ap, crop=crop, reference_latent=z0)
-            res.footprint_gaussian = latent_shift(encoder, ao, attacked[2], crop=crop, reference_latent=z0)
-            if res.footprint_gaussian > 0:
-                res.footprint_ratio = res.footprint / res.footprint_gaussian
-        if attack in keep:
-            report.images[attack] = ap
-            report.images[attack + ":original"] = ao
-        if attack in names:
-            report.attacks.append(res)
-    pool.shutdown()
+    # (a `with`: an attack or the encoder that raises leaves no thread behind)
+    with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
+        extra = [k for k in keep if k not in names]  # measured for the pictures only, not reported
+        for attack in [*names, *extra]:
+            attacked = list(pool.map(partial(apply_attack, attack, seed=seed), inputs))
+            ao, ap = attacked[0], attacked[1]
+            corr, energy, surv = survival(apply_geometry(attack, d), ap.astype(np.float32) - ao.astype(np.float32),
+                                          posted=apply_region(attack, d))
+            res = AttackResult(attack, corr, energy, surv)
+            if encoder is not None and attack in names:
+                z0 = encoder(encoder_input(ao, crop))
+                res.footprint = latent_shift(encoder, ao, ap, crop=crop, reference_latent=z0)
+                res.footprint_gaussian = latent_shift(encoder, ao, attacked[2], crop=crop, reference_latent=z0)
+                if res.footprint_gaussian > 0:
+                    res.footprint_ratio = res.footprint / res.footprint_gaussian
+            if attack in keep:
+                report.images[attack] = ap
+                report.images[attack + ":original"] = ao
+            if attack in names:
+                report.attacks.append(res)
     report.seconds = time.perf_counter() - t0
     return report
 
