@@ -417,3 +417,32 @@ def test_method_option(tmp_path):
         assert res.exit_code == 0, res.output
         outs[m] = np.asarray(Image.open(tmp_path / m / "a.png"))
     assert not np.array_equal(outs["adversarial"], outs["texture"])
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_prints_the_traceback_a_file_error_hides_never_the_key(tmp_path, monkeypatch, how):
+    from protect import pipeline
+
+    key = "a-long-secret-key-for-debug"
+
+    real = batch.protect_image
+
+    def broken(pixels, settings, **kw):
+        if settings.key == "warm":  # batch.warm_jit
+            return real(pixels, settings, **kw)
+        raise RuntimeError(f"deep inside, with {settings.key} in the message")
+
+    Image.fromarray(textured()).save(tmp_path / "a.png")
+    monkeypatch.setattr(batch, "protect_image", broken)
+    plain = run(tmp_path / "a.png", "--key", key, "--workers", "1")
+    assert plain.exit_code == 1 and "error:" in plain.stderr and "Traceback" not in plain.stderr
+    assert key not in plain.output
+    args = ["--debug"] if how == "flag" else []
+    env = {"PROTECT_DEBUG": "1"} if how == "env" else None
+    res = run(tmp_path / "a.png", "--key", key, "--workers", "1", "--overwrite", *args, env=env)
+    assert res.exit_code == 1
+    assert "Traceback (most recent call last)" in res.stderr and "RuntimeError: deep inside" in res.stderr
+    assert "in broken" in res.stderr  # the frame where it happened
+    assert key not in res.stderr and key not in res.stdout and "<key>" in res.stderr
+    assert "Traceback" not in res.stdout
+    assert pipeline.protect_image is not broken

@@ -44,6 +44,7 @@ import signal
 import stat
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -180,6 +181,7 @@ class FileResult:
     note: str | None = None  # what the user should know about an output that was written ("; "-separated)
     mark_readable: bool | None = None  # with --mark: the mark was read back from the output right after embedding
     proof: dict | None = field(default=None, repr=False)  # what the state records (not in --json)
+    trace: str | None = field(default=None, repr=False)  # a failure's traceback, key masked (--debug)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -259,8 +261,22 @@ class BatchReport:
             "exit_code": self.exit_code,
             "interrupted": self.interrupted,
             "left": self.left,
-            "files": [{k: v for k, v in asdict(r).items() if k != "proof"} for r in self.results],
+            "files": [{k: v for k, v in asdict(r).items() if k not in _NOT_IN_JSON} for r in self.results],
         }
+
+
+#: FileResult fields that stay out of ``--json``: the state's proof, and the traceback (``--debug`` prints it).
+_NOT_IN_JSON = ("proof", "trace")
+
+
+def mask_key(text: str, key: str) -> str:
+    """``text`` with every occurrence of the artist's key replaced by ``<key>``."""
+    return text.replace(key, "<key>") if key else text
+
+
+def traceback_text(exc: BaseException, key: str) -> str:
+    """The traceback of ``exc`` as text, the key masked (what ``--debug`` prints for a file that failed)."""
+    return mask_key("".join(traceback.format_exception(exc)), key)
 
 
 def _mb(n: int) -> str:
@@ -607,7 +623,8 @@ def protect_file(job: Job, options: Options) -> FileResult:
         res.proof = {"src": [img.source.size, img.source.mtime_ns], "dst": _stamp(st), "sha256": digest}
         res.status = Status.PROTECTED
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-        res.reason = describe_error(exc)
+        res.reason = mask_key(describe_error(exc), options.settings.key)  # the key never in a message
+        res.trace = traceback_text(exc, options.settings.key)
     if notes and res.status == Status.PROTECTED:
         res.note = "; ".join(dict.fromkeys(notes))
     res.seconds = round(time.perf_counter() - t0, 4)
@@ -997,7 +1014,9 @@ def _run_pool(todo: list[Job], options: Options, n: int, fn, finish) -> None:
                         continue
                     except Exception as exc:  # noqa: BLE001 - one file only
                         r = FileResult(str(job.src), str(job.dst), Status.FAILED,
-                                       reason=f"unexpected error in the worker: {describe_error(exc)}")
+                                       reason=mask_key(f"unexpected error in the worker: {describe_error(exc)}",
+                                                       options.settings.key),
+                                       trace=traceback_text(exc, options.settings.key))
                     finish(job, r)
             if not broken:
                 continue

@@ -158,6 +158,7 @@ def run(
     verify: bool = typer.Option(False, "--verify", help="Also measure SSIMULACRA2 of each output (slower).", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; errors only.", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
     verbose: bool = typer.Option(False, "--verbose", "-v", help="One line per file: where it went, PSNR, time.", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
+    debug: bool = typer.Option(False, "--debug", envvar="PROTECT_DEBUG", help="For a file that fails, also print the traceback behind its one-line error (to standard error; the key is never shown). Also PROTECT_DEBUG=1.", rich_help_panel=_PANEL_RUN),  # noqa: E501 - one option per line
     mark: str | None = typer.Option(None, "--mark", help="Add an invisible watermark carrying this text (1-8 ASCII characters, e.g. your handle); read it back with protect detect.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
     mark_hex: str | None = typer.Option(None, "--mark-hex", help="The same with a 64-bit payload in hex.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
     no_metadata: bool = typer.Option(False, "--no-metadata", help="Do not add the AI-training opt-out (XMP plus:DataMining) to outputs.", rich_help_panel=_PANEL_MARKS),  # noqa: E501 - one option per line
@@ -226,6 +227,8 @@ def run(
     def on_result(r) -> None:
         if r.status == Status.FAILED:
             _err(f"error: {r.src}: {r.reason}")
+            if debug and r.trace:
+                _err(r.trace.rstrip())  # the key was masked where the trace was made
         elif r.note and not quiet:
             _err(f"note: {r.src}: {r.note}")
         elif r.status == Status.WOULD_PROTECT and not quiet:

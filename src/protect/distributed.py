@@ -259,7 +259,7 @@ def _cluster_runner(client, nonce: bytes, proof: str, *, group: int, window: int
     cluster, at most ``window`` tasks in flight (so a million jobs are not a million futures)."""
     from distributed import as_completed
 
-    from .batch import FileResult, Status
+    from .batch import FileResult, Status, mask_key
 
     def run(todo: list[Job], options: Options, finish: Callable[[Job, FileResult], None]) -> None:
         if not todo:
@@ -290,7 +290,7 @@ def _cluster_runner(client, nonce: bytes, proof: str, *, group: int, window: int
                 try:
                     results = fut.result()
                 except Exception as exc:  # noqa: BLE001 - a task that kept killing workers fails its files only
-                    reason = f"failed on the cluster: {type(exc).__name__}: {exc}"
+                    reason = mask_key(f"failed on the cluster: {type(exc).__name__}: {exc}", options.settings.key)
                     results = [FileResult(str(j.src), str(j.dst), Status.FAILED, reason=reason) for j in jobs]
                 fut.release()
                 submit_next()
