@@ -274,7 +274,11 @@ def test_verify_folders_json_report_and_thresholds(tmp_path):
     assert len(data["pairs"]) == 3 and data["errors"] == [] and data["exit_code"] == 0
     assert [a["attack"] for a in data["pairs"][0]["attacks"]] == ["none", "jpeg75"]
     assert data["pairs"][0]["attacks"][0]["survival"] == pytest.approx(1.0)
-    assert "skipped" in res.stdout or data["pairs"][0]["footprint_note"]
+    # --no-surrogate: no footprint measured, and the run says why, once
+    assert data["settings"]["surrogate"] is None
+    assert all(p["footprint_note"] == "turned off with --no-surrogate" for p in data["pairs"])
+    assert all(a["footprint"] is None and a["footprint_ratio"] is None for p in data["pairs"] for a in p["attacks"])
+    assert res.stdout.count("latent footprint skipped: turned off with --no-surrogate") == 1
     html = (tmp_path / "rep" / "index.html").read_text()
     assert html.count("<img class='sheet'") == 3 and "<svg" in html
     sheets = sorted((tmp_path / "rep" / "sheets").iterdir())

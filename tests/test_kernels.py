@@ -79,10 +79,25 @@ def test_apply_one_channel_field_matches_reference(dtype, data_range):
     np.testing.assert_array_equal(out, ref.apply_noise(src, noise, gain, amp, data_range))
 
 
-def test_hash_uniforms_are_uniform():
-    vals = np.concatenate([ref.block_uniforms(99, by, 0, 37) for by in range(200)])
-    assert vals.min() >= -1 and vals.max() < 1
+def _kernel_uniforms(seed: int, by: int, bx: int, n: int) -> np.ndarray:
+    """The ``n`` uniforms block (by, bx) gets in dct_noise_kernel, drawn with the kernel's own functions."""
+    state = np.uint64(perturb.block_hash(np.uint64(seed), by, bx))
+    pairs = [perturb.stream_uniform_pair(state, k) for k in range((n + 1) // 2)]
+    return np.array([v for pair in pairs for v in pair][:n], np.float32)
+
+
+def test_hash_uniforms_match_reference_and_are_uniform():
+    # protect's uniforms (not only the reference's): the same values, and uniform on [-1, 1)
+    vals = np.concatenate([_kernel_uniforms(99, by, by % 7, 37) for by in range(200)])
+    want = np.concatenate([ref.block_uniforms(99, by, by % 7, 37) for by in range(200)])
+    np.testing.assert_array_equal(vals, want)
+    assert vals.dtype == np.float32 and vals.min() >= -1 and vals.max() < 1
     assert abs(vals.mean()) < 0.03 and abs(vals.var() - 1 / 3) < 0.02
+    # neighbouring blocks and seeds draw unrelated values
+    assert not np.array_equal(_kernel_uniforms(99, 0, 0, 37), _kernel_uniforms(99, 0, 1, 37))
+    assert not np.array_equal(_kernel_uniforms(99, 0, 0, 37), _kernel_uniforms(100, 0, 0, 37))
+    a, b = _kernel_uniforms(99, 3, 4, 4000), _kernel_uniforms(98, 3, 4, 4000)
+    assert abs(float(np.corrcoef(a, b)[0, 1])) < 0.06
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
