@@ -3,7 +3,6 @@ NumPy references, the shipped weights, and protect_image's promises."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,8 @@ from protect.kernels.apply import apply_field_kernel
 
 NET = pl.generator_weights()
 ROOT = Path(__file__).resolve().parents[1]
+#: Keys over which the properties that involve a noise field are checked (not one lucky key).
+KEYS = [f"key-{i}" for i in range(8)]
 
 
 def _image(h=72, w=88, seed=0):
@@ -102,7 +103,11 @@ def test_shipped_weights_record_how_they_were_made():
         assert k in meta, k
     assert not set(meta["train"]) & set(meta["held_out"])
     assert pl.GENERATOR_FILE.stat().st_size < 4 * 2**20  # "a few MB at most"
-    json.dumps(meta)
+    # the record describes the weights the kernels run: the loader's layouts have the sizes it names
+    assert (NET.hidden, NET.z_channels) == (meta["hidden"], meta["z_channels"])
+    assert NET.w1t.shape == (64 + 2 + meta["z_channels"], meta["hidden"])
+    assert NET.w2t.shape == (3, 3, meta["hidden"], meta["hidden"])
+    assert NET.atoms.shape == (meta["hidden"], 16 * 16 * 3)
 
 
 def _module_constants(path: Path) -> dict:
@@ -152,12 +157,14 @@ def test_strength_is_monotonic_and_zero_is_identity():
 
 
 def test_key_varies_the_perturbation():
+    # two keys' fields are unrelated: over 8 keys (28 pairs) the correlation is near 0 on average and
+    # never large (measured: mean |r| 0.07, max 0.24 on this 96 px image of 144 blocks)
     img = _image(96, 96, seed=5)
-    d = [pl.protect_image(img, pl.Settings(0.4, key))[0].astype(np.float64) - img for key in ("alice", "bob")]
-    again = pl.protect_image(img, pl.Settings(0.4, "alice"))[0].astype(np.float64) - img
+    d = [pl.protect_image(img, pl.Settings(0.4, key))[0].astype(np.float64) - img for key in KEYS]
+    again = pl.protect_image(img, pl.Settings(0.4, KEYS[0]))[0].astype(np.float64) - img
     np.testing.assert_array_equal(again, d[0])
-    corr = np.corrcoef(d[0].ravel(), d[1].ravel())[0, 1]
-    assert corr < 0.9, corr
+    corr = [np.corrcoef(d[i].ravel(), d[j].ravel())[0, 1] for i in range(len(d)) for j in range(i + 1, len(d))]
+    assert float(np.mean(np.abs(corr))) < 0.15 and max(np.abs(corr)) < 0.5, np.round(corr, 3)
 
 
 def test_apply_field_kernel_rgb_and_grey():
@@ -251,14 +258,19 @@ def test_transparent_canvas_does_not_dilute_the_strength():
     img[:, 48:] = rng.integers(0, 65536, (96, 48, 3), dtype=np.uint16)  # busy pixels under alpha 0
     alpha = np.zeros((96, 96), np.uint16)
     alpha[:, :48] = 65535
-    settings = pl.Settings(1.0, "k")
-    out, _ = pl.protect_image(img, settings, alpha=alpha)
-    np.testing.assert_array_equal(out[:, 48:], img[:, 48:])
     alone = np.ascontiguousarray(img[:, :48])
-    out_alone, _ = pl.protect_image(alone, settings)
     rms = lambda o, x: np.sqrt(np.mean(((o[8:-8, 8:40].astype(float) - x[8:-8, 8:40]) / 257.0) ** 2))  # noqa: E731
-    assert rms(out, img) == pytest.approx(rms(out_alone, alone), rel=0.2)
-    assert rms(out, img) > 0.3 * settings.amplitude
+    ratios = []
+    for key in KEYS:  # a property of the scaling, so over several keys (one field's RMS varies with its key)
+        settings = pl.Settings(1.0, key)
+        out, _ = pl.protect_image(img, settings, alpha=alpha)
+        np.testing.assert_array_equal(out[:, 48:], img[:, 48:])
+        out_alone, _ = pl.protect_image(alone, settings)
+        assert rms(out, img) > 0.3 * settings.amplitude, key
+        ratios.append(rms(out, img) / rms(out_alone, alone))
+    # measured over 31 keys: 0.91-1.01, median 0.95 (the atoms that reach under alpha 0 are cut off)
+    assert all(0.8 < r < 1.2 for r in ratios), ratios
+    assert abs(float(np.median(ratios)) - 1.0) < 0.1, ratios
 
 
 def test_white_paper_and_black_ink_are_left_untouched():
