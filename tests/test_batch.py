@@ -139,3 +139,12 @@ def test_warm_jit_is_cheap(monkeypatch):
     batch.warm_jit()
     assert {m for _, m in calls} == set(pl.METHODS)
     assert all(shape[0] * shape[1] <= 32 * 32 for shape, _ in calls)  # tiny arrays only
+
+
+def test_mask_key_hides_the_key_and_leaves_words_alone():
+    long_key = "correct horse battery"
+    assert batch.mask_key(f"bad value '{long_key}' in x{long_key}y", long_key) == "bad value '<key>' in x<key>y"
+    assert batch.mask_key("the source changed while protect worked on it", "k") == (
+        "the source changed while protect worked on it")
+    assert batch.mask_key("key=k, 'k' (k)", "k") == "key=<key>, '<key>' (<key>)"
+    assert batch.mask_key("nothing to hide", "") == "nothing to hide"

@@ -39,6 +39,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import signal
 import stat
@@ -270,8 +271,14 @@ _NOT_IN_JSON = ("proof", "trace")
 
 
 def mask_key(text: str, key: str) -> str:
-    """``text`` with every occurrence of the artist's key replaced by ``<key>``."""
-    return text.replace(key, "<key>") if key else text
+    """``text`` with the artist's key replaced by ``<key>``: every occurrence of a key of 8
+    characters or more; a shorter one only where it stands alone (not inside a word: a key
+    "k" must not turn "worked" into "wor<key>ed")."""
+    if not key:
+        return text
+    if len(key) >= 8:
+        return text.replace(key, "<key>")
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", "<key>", text)
 
 
 def traceback_text(exc: BaseException, key: str) -> str:
