@@ -14,6 +14,7 @@ from PIL import Image
 from protect import Settings, batch
 from protect import io as pio
 from protect import pipeline as pl
+from protect.files import Job, discover
 from protect.pipeline import diff_stats
 from protect.visible import HERSHEY, VisibleMark
 
@@ -30,7 +31,7 @@ def test_psnr_is_measured_against_the_original(tmp_path, mark, visible):
     Image.fromarray(original).save(src)
     vis = VisibleMark(text="Ann", font=HERSHEY, scale=0.3, opacity=1.0) if visible else None
     options = batch.Options(Settings(0.4, KEY), mark=mark, visible=vis)
-    job = batch.Job(src, tmp_path / "out" / "a.png", Path("a.png"))
+    job = Job(src, tmp_path / "out" / "a.png", Path("a.png"))
     res = batch.protect_file(job, options)
     assert res.status == "protected", res.reason
     written = pio.read_image(job.dst).frames[0].pixels
@@ -46,8 +47,8 @@ def test_the_same_file_twice_with_two_outputs_records_each_on_its_own_job(tmp_pa
     src = tmp_path / "a.png"
     Image.fromarray(textured()).save(src)
     one, two = tmp_path / "one", tmp_path / "two"
-    jobs = [batch.Job(src, one / "a.png", Path("a.png"), root=one),
-            batch.Job(src, two / "a.png", Path("a.png"), root=two)]
+    jobs = [Job(src, one / "a.png", Path("a.png"), root=one),
+            Job(src, two / "a.png", Path("a.png"), root=two)]
     options = batch.Options(Settings(0.4, KEY))
     first = batch.run_batch(jobs, options, workers=workers)
     assert first.protected == 2 and first.failed == 0
@@ -69,7 +70,7 @@ def test_every_status_protect_gives_is_a_status_member(tmp_path):
     art.mkdir()
     Image.fromarray(textured()).save(art / "a.png")
     (art / "bad.png").write_bytes(b"not a picture")
-    jobs = list(batch.discover([art]))
+    jobs = list(discover([art]))
     options = batch.Options(Settings(0.4, KEY))
     reports = [batch.run_batch(jobs, options, dry_run=True), batch.run_batch(jobs, options),
                batch.run_batch(jobs, options)]
