@@ -62,7 +62,7 @@ def test_statuses_are_an_enum_with_the_old_strings():
     assert batch.Status("would protect") is batch.Status.WOULD_PROTECT
     assert f"{batch.Status.PROTECTED}" == "protected" and batch.Status.FAILED == "failed"
     res = batch.FileResult("a", "b", batch.Status.SKIPPED)
-    assert json.dumps(batch.Report(results=[res]).to_json()["files"][0]["status"]) == '"skipped"'
+    assert json.dumps(batch.BatchReport(results=[res]).to_json()["files"][0]["status"]) == '"skipped"'
 
 
 def test_every_status_protect_gives_is_a_status_member(tmp_path):
@@ -79,7 +79,7 @@ def test_every_status_protect_gives_is_a_status_member(tmp_path):
     assert all(isinstance(r.status, batch.Status) for rep in reports for r in rep.results)
     # --json is byte for byte what it was with plain strings
     rep = reports[1]
-    plain = batch.Report(results=[batch.FileResult(**{**r.__dict__, "status": str(r.status.value)})
+    plain = batch.BatchReport(results=[batch.FileResult(**{**r.__dict__, "status": str(r.status.value)})
                                   for r in rep.results])
     for r in plain.results:
         plain.protected += r.status == "protected"
