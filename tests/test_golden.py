@@ -20,14 +20,18 @@ file, so the versions of the encoders (Pillow, libpng, zlib) do not matter;
 the input is a PNG from ``samples/`` (lossless, so its decoded pixels are
 fixed too; their hash is pinned as well, ``GOLDEN_INPUT``).
 
-How the values were produced: ``PYTHONPATH=src python tests/test_golden.py``
-prints the whole table; it was run on Linux x86-64 (numpy 2, numba 0.6x) on
-the commit that added this file, and again after each version bump.
+The values are data, in ``tests/golden_hashes.json``.  How they were
+produced: ``PYTHONPATH=src python tests/test_golden.py`` prints the whole
+table (``--write`` writes it to that file); it was run on Linux x86-64
+(numpy 2, numba 0.6x) on the commit that added this test, and again after
+each version bump.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,38 +57,15 @@ CASES = [
     ("sprite_transparent.png", "texture", 0.4),
 ]
 
-GOLDEN_INPUT = {
-    "comic_text.png":
-        "76b9adf5b10089a662c23c2b56b28c51499a7c8f5f9c01cc7eca08718b8eea90",
-    "painting_16bit.png":
-        "8adcfaf5f50e7e52ee64a1f80ecd65700678e6833e4f43138b11bf6e4b7fe91b",
-    "sprite_transparent.png":
-        "7b9f4307f2e25a91ecbf93db4a11f643129d56f27bfdf85ac84cacade2f6b831"
-        " b600e93a415c519dcc6d6b95ddd20949293bc843f0463033d4bab4f6f36fc97f",
-}
-
-GOLDEN_PROTECT = {
-    ("comic_text.png", "adversarial", 0.4):
-        "61f37ab88bf17b692986bcd59a0dc4d9d8b770054351a9ed99c47a781679130e",
-    ("comic_text.png", "adversarial", 1.0):
-        "9f2905edea2b72fb660e52eeed4fe7bb7d162573b588a12e1f79be61f6878528",
-    ("comic_text.png", "texture", 0.4):
-        "b4809fafb1202dd4838a4d045677b8f1339df31ecd4eb9d4abdf4096a44a0dfe",
-    ("comic_text.png", "texture", 1.0):
-        "61ba034a4614d95989aed3f62fbde43bf423bac62e4a9128dd671e1152eb76ab",
-    ("painting_16bit.png", "adversarial", 0.4):
-        "04f64c7024a71f97040aa87a29e04aed153ad45fd5b1cc39e5acc3865296e665",
-    ("painting_16bit.png", "texture", 0.4):
-        "1a4d535ae5a4852d0ab0d294fa79657841b0d4b24c0119f45047eaf9846d210d",
-    ("sprite_transparent.png", "adversarial", 0.4):
-        "e1778b04fbcb976ac2377903c879f32708713ca3cb8b219c3cefc697fa99e82b",
-    ("sprite_transparent.png", "texture", 0.4):
-        "b716a31fceb20e0bc7976c4a2bfda6515fe855edbc417d9e066035af76d63228",
-}
-
+#: The golden values, as data (tests/golden_hashes.json): the decoded inputs, each case of CASES, the mark.
+GOLDEN_FILE = Path(__file__).with_name("golden_hashes.json")
+_GOLDEN = json.loads(GOLDEN_FILE.read_text(encoding="utf-8"))
+GOLDEN_INPUT: dict[str, str] = _GOLDEN["input"]
+GOLDEN_PROTECT: dict[tuple[str, str, float], str] = {
+    (c["sample"], c["method"], float(c["strength"])): c["sha256"] for c in _GOLDEN["protect"]}
 #: The invisible mark embedded (payload PAYLOAD, key KEY) on the sample as it is read.
-MARK_SAMPLE = "comic_text.png"
-GOLDEN_MARK = "1812ee63b38f58178826d1f73337b01261d766a36c88db65399c85d1ad6e316f"
+MARK_SAMPLE: str = _GOLDEN["mark"]["sample"]
+GOLDEN_MARK: str = _GOLDEN["mark"]["sha256"]
 
 
 def array_digest(a: np.ndarray) -> str:
@@ -114,7 +95,7 @@ def _marked(name: str) -> np.ndarray:
 
 def _fail_message(what: str, version: str) -> str:
     return (f"{what} changed: the algorithm's output is not what it was. If the change is meant, bump the "
-            f"version ({version}) and update the golden hash (run `PYTHONPATH=src python tests/test_golden.py`); "
+            f"version ({version}) and update the golden hash (`PYTHONPATH=src python tests/test_golden.py --write`); "
             "if it is not, the change broke something")
 
 
@@ -178,19 +159,20 @@ def test_the_mark_version_and_its_key_domain_move_together():
         assert wm._key_seed(KEY, b"golden") != seed
 
 
-def _table() -> str:  # pragma: no cover - run by hand, see the module docstring
-    lines = ["GOLDEN_INPUT = {"]
-    for name in sorted({c[0] for c in CASES}):
+def _table() -> dict:  # pragma: no cover - run by hand, see the module docstring
+    def inputs(name: str) -> str:
         fr = _frame(name)
-        got = array_digest(fr.pixels) + ("" if fr.alpha is None else " " + array_digest(fr.alpha))
-        lines.append(f'    "{name}":\n        "' + got.replace(" ", '"\n        " ') + '",')
-    lines += ["}", "", "GOLDEN_PROTECT = {"]
-    for name, method, strength in CASES:
-        lines.append(f'    ("{name}", "{method}", {strength}):\n'
-                     f'        "{array_digest(_protected(name, method, strength))}",')
-    lines += ["}", "", f'GOLDEN_MARK = "{array_digest(_marked(MARK_SAMPLE))}"']
-    return "\n".join(lines)
+        return array_digest(fr.pixels) + ("" if fr.alpha is None else " " + array_digest(fr.alpha))
+
+    return {"comment": _GOLDEN["comment"],
+            "input": {name: inputs(name) for name in sorted({c[0] for c in CASES})},
+            "protect": [{"sample": n, "method": m, "strength": st, "sha256": array_digest(_protected(n, m, st))}
+                        for n, m, st in CASES],
+            "mark": {"sample": MARK_SAMPLE, "sha256": array_digest(_marked(MARK_SAMPLE))}}
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print(_table())
+    table = json.dumps(_table(), indent=2) + "\n"
+    if "--write" in sys.argv[1:]:  # after a version bump only (THE RULE above)
+        GOLDEN_FILE.write_text(table, encoding="utf-8")
+    print(table, end="")
