@@ -149,3 +149,14 @@ def test_mask_key_hides_the_key_and_leaves_words_alone():
         "the source changed while protect worked on it")
     assert batch.mask_key("key=k, 'k' (k)", "k") == "key=<key>, '<key>' (<key>)"
     assert batch.mask_key("nothing to hide", "") == "nothing to hide"
+
+
+def test_summary_figures_count_protected_files_only():
+    """A file that failed after its PSNR was measured (e.g. the output path changed under protect) must not
+    give the summary a median PSNR: "0 protected, 1 failed; median PSNR 34.6 dB" spoke of nothing written."""
+    rep = batch.BatchReport()
+    rep.add(batch.FileResult("a.png", "a_protected.png", "failed", reason="something else wrote it",
+                             psnr=34.6, ssimulacra2=88.0))
+    assert "PSNR" not in rep.summary() and "SSIMULACRA2" not in rep.summary()
+    rep.add(batch.FileResult("b.png", "b_protected.png", "protected", psnr=40.0, ssimulacra2=90.0))
+    assert "median PSNR 40.0 dB" in rep.summary() and "median SSIMULACRA2 90.0" in rep.summary()

@@ -240,10 +240,11 @@ class BatchReport:
         if self.protected and self.in_bytes:
             growth = 100.0 * (self.out_bytes / self.in_bytes - 1.0)
             line += f"; {_mb(self.in_bytes)} in -> {_mb(self.out_bytes)} out ({growth:+.1f}%)"
-        psnrs = [r.psnr for r in self.results if r.psnr is not None and np.isfinite(r.psnr)]
+        written = [r for r in self.results if r.status == Status.PROTECTED]  # figures of what was written only
+        psnrs = [r.psnr for r in written if r.psnr is not None and np.isfinite(r.psnr)]
         if psnrs:
             line += f"; median PSNR {float(np.median(psnrs)):.1f} dB"
-        scores = [r.ssimulacra2 for r in self.results if r.ssimulacra2 is not None]
+        scores = [r.ssimulacra2 for r in written if r.ssimulacra2 is not None]
         if scores:
             line += f", median SSIMULACRA2 {float(np.median(scores)):.1f}"
         return line + f"; {self.seconds:.1f} s"
