@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fp-only", action="store_true", help="only the false-positive crops")
     ap.add_argument("--no-fp", action="store_true", help="skip the false-positive crops and the speed step")
     ap.add_argument("--fresh", action="store_true", help="do not keep the rows of an earlier run")
+    ap.add_argument("--tables-only", action="store_true", help="measure nothing: the tables from the rows there")
     args = ap.parse_args(argv)
     files = sorted(p for p in (ROOT / "samples").iterdir() if p.suffix.lower() in pio.EXTENSIONS)
     sizes = args.sizes.split(",")
@@ -285,15 +286,38 @@ def main(argv: list[str] | None = None) -> int:
         with pio.Image.open(f) as im:
             return im.size[0] * im.size[1] <= args.max_mp * 1e6
 
-    todo = [(str(f), s) for s in sizes for f in files if wanted(f, s) and f"{f.name}@{s}" not in done]
+    def small(f: Path) -> bool:  # at most 1024 px long: "full" is the same picture as "1024"
+        with pio.Image.open(f) as im:
+            return max(im.size) <= 1024
+
+    todo = [(str(f), s) for s in sizes for f in files
+            if wanted(f, s) and f"{f.name}@{s}" not in done and not (s == "full" and "1024" in sizes and small(f))]
+    if args.tables_only:
+        todo = []
     t0 = time.perf_counter()
+
+    def save_row(row: dict) -> None:
+        """Add a row to the cache, keeping rows another run wrote there meanwhile (runs in parallel)."""
+        if cache.exists():
+            old = json.loads(cache.read_text())
+            if old.get("algorithm") == wm.ALGORITHM:
+                done.update({k: v for k, v in old["rows"].items() if k not in done})
+        done[f"{row['file']}@{row['size']}"] = row
+        pio.atomic_write_bytes(cache, (json.dumps({"algorithm": wm.ALGORITHM, "rows": done}, indent=1,
+                                                  default=float) + "\n").encode())
+
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for row in pool.map(measure, todo):
-            done[f"{row['file']}@{row['size']}"] = row
+            save_row(row)
             print(row["file"], row["size"], {a: int(v) for a, v in row["recovered"].items()}, flush=True)
-            pio.atomic_write_bytes(cache, (json.dumps({"algorithm": wm.ALGORITHM, "rows": done}, indent=1,
-                                                      default=float) + "\n").encode())
-    rows = [r for r in done.values() if r["size"] in sizes]
+    if cache.exists():
+        done.update(json.loads(cache.read_text()).get("rows", {}))
+    if "full" in sizes and "1024" in sizes:  # pictures at most 1024 px long: their full-size row is the 1024 one
+        for f in files:
+            if f"{f.name}@1024" in done and f"{f.name}@full" not in done and small(f):
+                done[f"{f.name}@full"] = dict(done[f"{f.name}@1024"], size="full", same_as_1024=True)
+    names = {f.name for f in files}
+    rows = [r for r in done.values() if r["size"] in sizes and r["file"] in names]
     fp = sp = None
     if not args.no_fp:
         fp = false_positive_crops(every_file, args.fp_crops)
