@@ -394,3 +394,16 @@ def test_unmarked_crops_are_never_found_small_version():
         found += det.found
         smallest = min(smallest, det.p_value)
     assert found == 0 and smallest > 1e-3
+
+
+def test_box_reader_samples_more_points_than_opencv_maps_hold():
+    """cv2.remap takes maps under 32767 columns: a big picture's cells (4 quarter boxes each, ~66k on
+    a 17 MP scan) must be read in rows.  Failed on alice_tenniel at full size before the fix."""
+    rng = np.random.default_rng(10)
+    lum = rng.uniform(0, 255, (300, 300)).astype(np.float32)
+    reader = wm._BoxReader(lum, np.ones_like(lum))
+    x = rng.uniform(0, 280, (4, 10000))
+    y = rng.uniform(0, 280, (4, 10000))
+    got = reader.sample(16, 0, x, y)
+    part = reader.sample(16, 0, x[:, :100], y[:, :100])
+    assert got.shape == (4, 10000) and np.array_equal(got[:, :100], part)

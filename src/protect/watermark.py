@@ -876,6 +876,9 @@ def _usable(pixels: np.ndarray, alpha: np.ndarray | None, maxval: float) -> np.n
     return ok
 
 
+MAP_ROW = 4096  # points per row of the maps handed to cv2.remap (which takes under 32767 columns)
+
+
 class _BoxReader:
     """Cell means of the marked original's grid read straight from the attacked picture, for any
     geometry, without resampling it: a cell is read as its 2 x 2 quarter cells, each the mean of a
@@ -932,9 +935,15 @@ class _BoxReader:
         if x.size == 0 or min(b.shape) == 0:
             return np.zeros(x.shape, np.float32)
         off = (k - 1) / 2.0
-        mx = (x - off).astype(np.float32).reshape(1, -1)
-        my = (y - off).astype(np.float32).reshape(1, -1)
-        return cv2.remap(b, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(x.shape)
+        # cv2.remap's maps must be under 32767 columns: the points go in rows of MAP_ROW, padded
+        n = x.size
+        rows = -(-n // MAP_ROW)
+        mx = np.full(rows * MAP_ROW, -1.0e4, np.float32)
+        my = np.full(rows * MAP_ROW, -1.0e4, np.float32)
+        mx[:n], my[:n] = (x - off).ravel(), (y - off).ravel()
+        out = cv2.remap(b, mx.reshape(rows, MAP_ROW), my.reshape(rows, MAP_ROW), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return out.ravel()[:n].reshape(x.shape)
 
     @staticmethod
     def box_size(scale: float) -> int:
