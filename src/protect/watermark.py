@@ -1062,35 +1062,44 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
             if start is None or stat > start[0]:
                 start = (stat, geometry, clipped, gain, ii[pick], jj[pick])
     assert start is not None
-    geo_score, geometry, clipped, gain, ii, jj = start
-    one_gain = np.array([gain])
+    _, start_geometry, clipped, start_gain, ii, jj = start
     grid = reader.grid(ii, jj)
 
-    def try_geometry(cand: tuple) -> float:
+    def try_geometry(cand: tuple, one_gain: np.ndarray) -> float:
         nonlocal hypotheses
         stat = float(_score(_fold_phasors(reader.means(ii, jj, cand), grid, one_gain), key, aligned)[1].max())
         hypotheses += len(aligned)
         return stat
 
-    for d_angles, d_scales, shifts in REFINE_STAGES:
-        base = geometry
-        for da in d_angles:  # angle and scale about the middle, then the shift
-            for ds in d_scales:
-                if da == 0 and ds == 0:
-                    continue
-                cand = _about_centre(base, centre, math.radians(da), ds, 0.0, 0.0)
-                stat = try_geometry(cand)
-                if stat > geo_score:
-                    geo_score, geometry = stat, cand
-        base = geometry
-        for ty in shifts:
-            for tx in shifts:
-                if ty == 0 and tx == 0:
-                    continue
-                cand = _about_centre(base, centre, 0.0, 0.0, ty, tx)
-                stat = try_geometry(cand)
-                if stat > geo_score:
-                    geo_score, geometry = stat, cand
+    def refine(geometry: tuple, gain: float) -> tuple[float, tuple]:
+        """Coarse to fine (REFINE_STAGES) at one gain: the score on the middle cells and the geometry."""
+        one_gain = np.array([gain])
+        geo_score = try_geometry(geometry, one_gain)
+        for d_angles, d_scales, shifts in REFINE_STAGES:
+            base = geometry
+            for da in d_angles:  # angle and scale about the middle, then the shift
+                for ds in d_scales:
+                    if da == 0 and ds == 0:
+                        continue
+                    cand = _about_centre(base, centre, math.radians(da), ds, 0.0, 0.0)
+                    stat = try_geometry(cand, one_gain)
+                    if stat > geo_score:
+                        geo_score, geometry = stat, cand
+            base = geometry
+            for ty in shifts:
+                for tx in shifts:
+                    if ty == 0 and tx == 0:
+                        continue
+                    cand = _about_centre(base, centre, 0.0, 0.0, ty, tx)
+                    stat = try_geometry(cand, one_gain)
+                    if stat > geo_score:
+                        geo_score, geometry = stat, cand
+        return geo_score, geometry
+
+    # at the gain chosen at the sync's geometry and, when that is another, at gain 1: while the geometry
+    # is off the gain search is at chance, and at a wrong gain no geometry scores
+    refined = [(*refine(start_geometry, g), g) for g in sorted({start_gain, 1.0})]
+    _, geometry, gain = max(refined, key=lambda t: t[0])
     # then every cell of the picture at the geometry found, at the gains next to the one chosen and at 1
     near = np.abs(np.log(gains / gain)) <= FINAL_GAIN_SPAN * GAIN_STEP + 1e-9
     final_gains = gains[near | (gains == 1.0)]
