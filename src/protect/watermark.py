@@ -73,6 +73,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .arrays import check_image, crop_center, data_range_of
 from .kernels import watermark as wk
 from .perceptual import luma8, perceptual_mask
 
@@ -426,20 +427,20 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def mark_gain(pixels: np.ndarray, *, amplitude: float = MARK_AMPLITUDE, alpha: np.ndarray | None = None,
-              mask: np.ndarray | None = None) -> np.ndarray:
+def mark_amplitude_map(pixels: np.ndarray, *, amplitude: float = MARK_AMPLITUDE, alpha: np.ndarray | None = None,
+                       mask: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel amplitude (code values of the image's dtype): protect's
     perceptual mask (texture magnitude x density x shadows, the one that
     places the noise) scaled to ``amplitude``, with a floor of
     ``FLAT_GAIN * amplitude`` on flat colour; scaled by alpha.  ``mask``: the
     perceptual mask, when the caller has it already."""
-    maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
+    data_range = data_range_of(pixels.dtype)
     if mask is None:
         mask = perceptual_mask(pixels)
-    gain = (np.float32(amplitude * maxval / 255.0) * (np.float32(FLAT_GAIN) + np.float32(1.0 - FLAT_GAIN) * mask))
+    amp = (np.float32(amplitude * data_range / 255.0) * (np.float32(FLAT_GAIN) + np.float32(1.0 - FLAT_GAIN) * mask))
     if alpha is not None:
-        gain *= alpha.astype(np.float32) / np.float32(maxval)
-    return gain.astype(np.float32)
+        amp *= alpha.astype(np.float32) / np.float32(data_range)
+    return amp.astype(np.float32)
 
 
 def embed_mark(
@@ -458,35 +459,34 @@ def embed_mark(
     in 8-bit code values in textured areas (flat areas get ``FLAT_GAIN`` of it);
     ``step`` the quantiser step of the cell means that carry the payload.
     """
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError("pixels must be an (H, W, 1) or (H, W, 3) uint8/uint16 array")
+    check_image(pixels)
     if len(payload) != 8:
         raise ValueError("the payload must be 8 bytes")
     if not key:
         raise ValueError("a key is needed")
-    maxval = 255 if pixels.dtype == np.uint8 else 65535
-    to8 = np.float32(255.0 / maxval)
+    data_range = int(data_range_of(pixels.dtype))  # an int, as the kernel was compiled for
+    to8 = np.float32(255.0 / data_range)
     h, w, _ = pixels.shape
     unit = np.ones((1, 1), np.float32)
     tile = mark_tile(key)
     mask = perceptual_mask(pixels)
-    sync = np.tile(tile, (-(-h // TILE), -(-w // TILE)))[:h, :w] * mark_gain(pixels, amplitude=amplitude, alpha=alpha,
-                                                                             mask=mask)
+    tiled = np.tile(tile, (-(-h // TILE), -(-w // TILE)))[:h, :w]
+    sync = tiled * mark_amplitude_map(pixels, amplitude=amplitude, alpha=alpha, mask=mask)
     synced = np.empty_like(pixels)
-    wk.embed_tile_kernel(np.ascontiguousarray(pixels), unit, sync, maxval, synced)
+    wk.embed_tile_kernel(np.ascontiguousarray(pixels), unit, sync, data_range, synced)
     # the payload goes onto the synced, rounded and clipped image, so the cell means it sets are
     # the ones a reader will measure
     lum = luma8(synced)
     hi = synced.max(axis=2).astype(np.float32) * to8
     lo = synced.min(axis=2).astype(np.float32) * to8
-    opaque = np.ones((h, w), bool) if alpha is None else alpha >= maxval
+    opaque = np.ones((h, w), bool) if alpha is None else alpha >= data_range
     lay = _cells(key)
     ny, nx = h // CELL, w // CELL
     texture = _cell_view(mask, ny, nx).mean(axis=(1, 3)) if ny and nx else np.zeros((ny, nx))
     move = FLAT_MOVE + (1.0 - FLAT_MOVE) * np.minimum(1.0, TEXTURE_MOVE * texture)
     change, target = _qim_change(lum, hi, lo, opaque, _cell_bits(bytes(payload), key), lay.dither, step, move)
     out = np.empty_like(pixels)
-    wk.embed_tile_kernel(synced, unit, change / to8, maxval, out)
+    wk.embed_tile_kernel(synced, unit, change / to8, data_range, out)
     for _ in range(3):  # put back what rounding and clipping took from each cell's mean
         ny, nx = target.shape
         if ny == 0 or nx == 0:
@@ -495,7 +495,7 @@ def embed_mark(
         miss = np.where(np.isfinite(target), np.clip(miss, -step, step), 0.0)
         change[:ny * CELL, :nx * CELL] += (miss[:, None, :, None].astype(np.float32)
                                            * _bump()[None, :, None, :]).reshape(ny * CELL, nx * CELL)
-        wk.embed_tile_kernel(synced, unit, change / to8, maxval, out)
+        wk.embed_tile_kernel(synced, unit, change / to8, data_range, out)
     return out
 
 
@@ -569,7 +569,7 @@ def _residual(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     plus a floor for quantisation noise: the matched-filter weighting, which
     trusts flat areas (little artwork to hide the mark) in proportion to how
     much mark they carry."""
-    maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
+    data_range = data_range_of(pixels.dtype)
     lum = luma8(pixels)
     # the sync's band: sigma 0.6 px takes off what lies above it (periods under ~3 px: demosaicing and
     # JPEG noise), sigma 5 px what lies below (periods over ~20 px: the artwork's shading)
@@ -579,18 +579,10 @@ def _residual(pixels: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     expected = np.float32(FLAT_GAIN) + np.float32(1.0 - FLAT_GAIN) * perceptual_mask(pixels, lum=lum)
     r = band * expected / var
     if alpha is not None:
-        r *= alpha.astype(np.float32) / np.float32(maxval)
+        r *= alpha.astype(np.float32) / np.float32(data_range)
     limit = 5.0 * float(np.sqrt(np.mean(r * r))) + 1e-12  # 5 RMS: an edge's outliers do not dominate the fold
     np.clip(r, -limit, limit, out=r)
     return r
-
-
-def _centre(r: np.ndarray, side: int) -> np.ndarray:
-    """The centre crop of ``r``, at most ``side`` square."""
-    h, w = r.shape
-    ch, cw = min(h, side), min(w, side)
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    return r[y0:y0 + ch, x0:x0 + cw]
 
 
 def _acf(r: np.ndarray, side: int) -> np.ndarray:
@@ -599,7 +591,7 @@ def _acf(r: np.ndarray, side: int) -> np.ndarray:
     divided by its own local average (Gaussian, ``WHITEN_SIGMA`` bins), so
     the artwork's smooth spectrum flattens out and the spikes of a periodic
     mark become sharp peaks at the lattice vectors."""
-    crop = _centre(r, side).astype(np.float32)
+    crop = crop_center(r, side, side).astype(np.float32)
     ch, cw = crop.shape
     crop = (crop - crop.mean()) * np.outer(np.hanning(ch), np.hanning(cw)).astype(np.float32)
     # half spectrum (the crop is real), rows centred so the blur sees neighbouring frequencies
@@ -747,7 +739,7 @@ def _sync_search(r: np.ndarray, key: str) -> tuple[float, list[tuple[float, floa
 
     if len(candidates) > 1 and r.size > RANK_CROP**2:
         # rank the lattices on a centre crop, then measure the best on the whole image
-        crop = _centre(r, RANK_CROP)
+        crop = crop_center(r, RANK_CROP, RANK_CROP)
         candidates = [max(candidates, key=lambda c: corr_of(crop, *c)[0])]
     best = None
     for scale, angle in candidates:
@@ -760,7 +752,7 @@ def _sync_search(r: np.ndarray, key: str) -> tuple[float, list[tuple[float, floa
     raw = (scale, angle, *_subpixel(corr, int(peak[0]), int(peak[1])))
     # the cell means need the geometry to a fraction of a pixel over the whole image: refine the
     # lattice by the sync peak itself (the lattice search's grid leaves ~0.2 degree errors)
-    crop = _centre(r, RANK_CROP)
+    crop = crop_center(r, RANK_CROP, RANK_CROP)
     zr = corr_of(crop, scale, angle)[0]
     refined = (scale, angle)
     # halving steps from a third of the lattice grid's (0.25 degree, 0.004): the sync peak's z is flat
@@ -863,16 +855,16 @@ def _grid_means(tables: _Tables, y0: int, x0: int, clipped: float = 0.5) -> tupl
     return means[ok], grid[ok]
 
 
-def _usable(pixels: np.ndarray, alpha: np.ndarray | None, maxval: float) -> np.ndarray:
+def _usable(pixels: np.ndarray, alpha: np.ndarray | None, data_range: float) -> np.ndarray:
     """1 where a cell mean can use a pixel, 0.5 where a channel is clipped to black or white
     (brightening clips a saturated colour's channel and its luminance stops following), 0 where
     it is not opaque."""
     top, bottom = pixels[..., 0], pixels[..., 0]
     for c in range(1, pixels.shape[2]):
         top, bottom = np.maximum(top, pixels[..., c]), np.minimum(bottom, pixels[..., c])
-    ok = np.where((bottom > 0) & (top < maxval), np.float32(1.0), np.float32(0.5))
+    ok = np.where((bottom > 0) & (top < data_range), np.float32(1.0), np.float32(0.5))
     if alpha is not None:
-        ok[alpha < maxval] = 0.0
+        ok[alpha < data_range] = 0.0
     return ok
 
 
@@ -1006,13 +998,12 @@ def _decode(hypothesis: tuple, key: str) -> tuple[bytes, bool]:
 
 def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None) -> Detection:
     """Look for a mark made with ``key``; see the module docstring for the method."""
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3) or pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError("pixels must be an (H, W, 1) or (H, W, 3) uint8/uint16 array")
+    check_image(pixels)
     if not key:
         raise ValueError("a key is needed")
-    maxval = 255.0 if pixels.dtype == np.uint8 else 65535.0
+    data_range = data_range_of(pixels.dtype)
     lum = luma8(pixels)
-    usable = _usable(pixels, alpha, maxval)
+    usable = _usable(pixels, alpha, data_range)
     n = CELLS * CELLS
     hypotheses = 0
     best = None  # (score, S, folded row, offset, gain, geometry)

@@ -12,11 +12,11 @@ from ._jit import njit_serial
 
 
 @njit_serial
-def embed_tile_kernel(src, tile, gain, maxval, out):
-    """``out = clip(round(src + tile[y % T, x % T] * gain[y, x]))`` on every channel.
+def embed_tile_kernel(src, tile, amplitude, data_range, out):
+    """``out = clip(round(src + tile[y % T, x % T] * amplitude[y, x]), 0, data_range)`` on every channel.
 
     ``src`` and ``out`` are (h, w, c) uint8/uint16, ``tile`` a (T, T) float32
-    luminance pattern, ``gain`` an (h, w) float32 amplitude map (code values).
+    luminance pattern, ``amplitude`` an (h, w) float32 map (code values).
     The same value is added to every channel, so the mark changes luminance
     only and grey stays grey.
     """
@@ -25,14 +25,14 @@ def embed_tile_kernel(src, tile, gain, maxval, out):
     for y in range(h):
         ty = y % t
         for x in range(w):
-            d = tile[ty, x % t] * gain[y, x]
+            d = tile[ty, x % t] * amplitude[y, x]
             for ch in range(c):
                 v = np.float32(src[y, x, ch]) + d
                 v = np.floor(v + np.float32(0.5))
                 if v < 0:
                     v = 0
-                elif v > maxval:
-                    v = maxval
+                elif v > data_range:
+                    v = data_range
                 out[y, x, ch] = v
 
 
