@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -183,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--no-surrogate", action="store_true", help="skip the TAEF2 footprint in full mode")
     ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--samples", type=Path, default=ROOT / "samples", help="the bundled samples (always measured)")
     ap.add_argument("--thresholds", type=Path, default=THRESHOLDS)
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
 
     mode = "quick" if args.quick else "full"
-    files = image_files(ROOT / "samples")
+    files = image_files(args.samples)
     if not args.quick and args.corpus.is_dir():
         files += image_files(args.corpus)
     surrogate = False
@@ -201,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         except SurrogateUnavailable as exc:
             print(f"footprint skipped: {exc}")
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init_worker, initargs=(surrogate,)) as pool:
+    # Workers are spawned, not forked: the parent has just run torch (load_encoder above), and a forked
+    # child that loads the encoder again hangs in torch's load_state_dict.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init_worker, initargs=(surrogate,),
+                             mp_context=context) as pool:
         rows = list(pool.map(measure, [str(f) for f in files]))
     summary = summarise(rows)
     meta = {

@@ -48,3 +48,32 @@ def test_watermark_recovery_is_gated_where_it_can_fail():
     for mode in ("quick", "full"):
         gates = limits[mode].get("watermark_recovery_min", {})
         assert gates and all(0 < v <= 1 for v in gates.values())
+
+
+def test_full_mode_with_the_encoder_finishes(tmp_path):
+    """Full mode loads TAEF2 in the parent (to see whether the footprint can be measured) and again in each
+    worker: with forked workers the second load hung forever in torch's load_state_dict (found on the first full
+    run of the session).  One tiny picture, two workers: it must finish, with the footprint measured."""
+    import json
+    import subprocess
+
+    from PIL import Image
+
+    pytest.importorskip("torch")
+    from protect.surrogate import default_weights
+
+    if default_weights() is None:
+        pytest.skip("no TAEF2 weights (../shared/models)")
+    samples, corpus, results = tmp_path / "samples", tmp_path / "corpus", tmp_path / "results"
+    samples.mkdir()
+    corpus.mkdir()
+    rng = __import__("numpy").random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype="uint8")).save(samples / "tiny.png")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "robustness.py"), "--samples", str(samples), "--corpus",
+           str(corpus), "--results", str(results), "--jobs", "2"]
+    try:
+        subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("robustness.py full mode hung (encoder loaded in the parent, then in forked workers)")
+    meta = json.loads((results / "latest.json").read_text())["meta"]
+    assert meta["mode"] == "full" and meta["surrogate"] is True
