@@ -216,11 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--side", type=int, default=768)
     ap.add_argument("--posts", type=int, default=40)
     ap.add_argument("--targets", type=int, default=20)
-    ap.add_argument("--quick", action="store_true", help="10 posts, 5 targets")
-    ap.add_argument("--all", action="store_true", help="also the JPEG 85 reposts at every number of posts")
     ap.add_argument("--rows", default="", help="only these rows of the table, e.g. 0,4-6 (see --list)")
-    ap.add_argument("--list", action="store_true", help="print the rows of the table and exit")
-    ap.add_argument("--fresh", action="store_true", help="do not keep the rows of an earlier run")
+    switches = {"--quick": "10 posts, 5 targets", "--all": "also the JPEG 85 reposts at every number of posts",
+                "--list": "print the rows of the table and exit", "--fresh": "do not keep the rows of an earlier run"}
+    for flag, text in switches.items():
+        ap.add_argument(flag, action="store_true", help=text)
     args = ap.parse_args(argv)
     sizes = [n for n in (5, 20, 40) if n <= args.posts]
     if args.quick:
