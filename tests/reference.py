@@ -187,9 +187,14 @@ def modulate(hidden: np.ndarray, var: np.ndarray, mean: np.ndarray, seed: int, t
              flat_gain: float, paper: tuple[float, float]) -> np.ndarray:
     nby, nbx, _ = hidden.shape
     sign = np.array([[block_sign(seed, by, bx) for bx in range(nbx)] for by in range(nby)])
+    return hidden * (sign * activity(var, mean, tau2, floor, flat_gain, paper))[..., None]
+
+
+def activity(var: np.ndarray, mean: np.ndarray, tau2: float, floor: float, flat_gain: float,
+             paper: tuple[float, float]) -> np.ndarray:
+    """Each block's activity gain (the generator's modulate kernel, without the key's sign)."""
     flat = np.where((mean > paper[0]) & (mean < paper[1]), flat_gain, 0.0)
-    act = np.where(var > 0, floor + (1 - floor) * var / (var + tau2), flat)
-    return hidden * (sign * act)[..., None]
+    return np.where(var > 0, floor + (1 - floor) * var / (var + tau2), flat)
 
 
 def conv3x3_relu(src: np.ndarray, w2t: np.ndarray, b2: np.ndarray) -> np.ndarray:

@@ -60,10 +60,12 @@ def test_modulate_matches_reference_and_signs_are_balanced():
     var[0, :3] = 0.0
     mean[0, :3] = (1.0, 0.5, 0.0)  # flat white paper, a flat fill, flat black ink
     out = hid.copy()
+    act = np.empty(var.shape, np.float32)
     genk.modulate_kernel(out, var, mean, np.uint64(77), np.float32(1e-4), np.float32(0.2), np.float32(0.6),
-                         np.float32(0.04), np.float32(0.96))
+                         np.float32(0.04), np.float32(0.96), act)
     np.testing.assert_allclose(out, ref.modulate(hid, var, mean, 77, 1e-4, 0.2, 0.6, (0.04, 0.96)),
                                rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(act, ref.activity(var, mean, 1e-4, 0.2, 0.6, (0.04, 0.96)), rtol=1e-5, atol=1e-7)
     assert not out[0, 0].any() and not out[0, 2].any()  # paper and ink get nothing
     assert np.allclose(np.abs(out[0, 1]), 0.6 * hid[0, 1])  # a flat fill gets the flat gain
     signs = np.array([genk.block_sign(np.uint64(5), by, bx) for by in range(60) for bx in range(60)])

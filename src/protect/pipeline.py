@@ -291,19 +291,10 @@ def generator_hidden(pixels: np.ndarray, seed: np.uint64,
                                    net.dct, seed, net.w1t, net.b1, h1, var, mean)
     h2 = np.empty_like(h1)
     genk.conv3x3_relu_kernel(h1, net.w2t, net.b2, h2)
+    act = np.empty((nby, nbx), np.float32)  # each block's activity gain, as applied (without the key's sign)
     genk.modulate_kernel(h2, var, mean, seed, np.float32(net.activity_tau**2), np.float32(net.activity_floor),
-                         np.float32(FLAT_GAIN), np.float32(PAPER_LUMA[0]), np.float32(PAPER_LUMA[1]))
-    return h2, var, block_activity(var, mean, net)
-
-
-def block_activity(var: np.ndarray, mean: np.ndarray, net: GeneratorWeights) -> np.ndarray:
-    """Each block's activity gain, as :func:`protect.kernels.generator.modulate_kernel` applies it
-    (without the key's sign): the share of the block that carries the pattern."""
-    tau2 = np.float32(net.activity_tau**2)
-    fl = np.float32(net.activity_floor)
-    act = fl + (np.float32(1.0) - fl) * (var / (var + tau2))
-    paper = (mean > PAPER_LUMA[0]) & (mean < PAPER_LUMA[1])
-    return np.where(var > 0, act, np.where(paper, np.float32(FLAT_GAIN), np.float32(0.0))).astype(np.float32)
+                         np.float32(FLAT_GAIN), np.float32(PAPER_LUMA[0]), np.float32(PAPER_LUMA[1]), act)
+    return h2, var, act
 
 
 def _block_sums(a: np.ndarray) -> np.ndarray:

@@ -58,8 +58,9 @@ def block_sign(seed, by, bx):
 
 
 @njit_serial
-def modulate_kernel(hidden, var, mean, seed, tau2, floor, flat_gain, paper_lo, paper_hi):
-    """In place: ``hidden[by, bx] *= block_sign * activity``, with ``activity``
+def modulate_kernel(hidden, var, mean, seed, tau2, floor, flat_gain, paper_lo, paper_hi, activity_out):
+    """In place: ``hidden[by, bx] *= block_sign * activity`` (``activity`` also written to
+    ``activity_out[by, bx]``, (nby, nbx) float32), with ``activity``
     ``floor + (1 - floor) * var / (var + tau2)`` where the block's luma
     variance ``var`` (0-1 scale) is positive; on an exactly flat block,
     ``flat_gain`` when its mean luma ``mean`` lies strictly between
@@ -76,6 +77,7 @@ def modulate_kernel(hidden, var, mean, seed, tau2, floor, flat_gain, paper_lo, p
             a = flat_gain if paper_lo < m < paper_hi else np.float32(0.0)
             if v > 0.0:
                 a = floor + (np.float32(1.0) - floor) * (v / (v + tau2))
+            activity_out[by, bx] = a
             g = block_sign(seed, by, bx) * a
             for ch in range(c):
                 hidden[by, bx, ch] *= g
