@@ -676,8 +676,7 @@ def _existing_key(how: str = ""):
     """The key you already have, or exit 1 saying you have none (protect makes one on first use``how``)."""
     r = _key(None, None, create=False)
     if r is None:
-        _err(f"error: you have no key yet (protect makes one on first use{how})")
-        raise typer.Exit(1)
+        _fail(f"error: you have no key yet (protect makes one on first use{how})")
     return r
 
 
@@ -747,8 +746,8 @@ def key_import(
         _err(f"protect: {path} already holds this key")
         return
     if old is not None and not force:
-        _err(f"error: {path} already holds a different key; pass --force to replace it (the old one is kept beside it)")
-        raise typer.Exit(1)
+        _fail(f"error: {path} already holds a different key; pass --force to replace it "
+              "(the old one is kept beside it)")
     try:
         if old is not None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
