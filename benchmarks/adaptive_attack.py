@@ -165,11 +165,16 @@ def protect_flat(pixels, alpha, data_range, method: str, strength: float, key: s
     return rgb(flatten_8bit(out, alpha, data_range))
 
 
+def with_noise(base: np.ndarray, sigma: float, z: np.ndarray) -> np.ndarray:
+    """``base`` (8-bit, or already float32) plus ``sigma`` times the noise draw ``z``, rounded to 8 bits as saved."""
+    return np.clip(np.rint(base.astype(np.float32, copy=False) + np.float32(sigma) * z), 0, 255).astype(np.uint8)
+
+
 def add_gaussian(u8: np.ndarray, sigma: float, rng: np.random.Generator, gate: np.ndarray | None = None) -> np.ndarray:
     z = rng.standard_normal(u8.shape, dtype=np.float32)
     if gate is not None:
         z *= gate
-    return np.clip(np.rint(u8.astype(np.float32) + np.float32(sigma) * z), 0, 255).astype(np.uint8)
+    return with_noise(u8, sigma, z)
 
 
 def support_gate(o: np.ndarray, p: np.ndarray, kind: str = "support") -> np.ndarray:
@@ -202,7 +207,7 @@ def match_sigma(o: np.ndarray, target: float, z: np.ndarray, iterations: int = 1
     of = o.astype(np.float32)
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        g = np.clip(np.rint(of + np.float32(math.exp(mid)) * z), 0, 255).astype(np.uint8)
+        g = with_noise(of, math.exp(mid), z)
         if score(o, g) > target:  # not visible enough yet
             lo = mid
         else:
@@ -472,7 +477,7 @@ def _match_mix_sigma(o: np.ndarray, pm: np.ndarray, target: float, z: np.ndarray
     pf = pm.astype(np.float32)
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        g = np.clip(np.rint(pf + np.float32(math.exp(mid)) * z), 0, 255).astype(np.uint8)
+        g = with_noise(pf, math.exp(mid), z)
         if score(o, g) > target:
             lo = mid
         else:
@@ -532,7 +537,7 @@ def prepare_crop(o, sources: dict[str, np.ndarray], encoder, rng: np.random.Gene
         target = score(o, p)
         z = rng.standard_normal(o.shape, dtype=np.float32)
         sigma = match_sigma(o, target, z)
-        g = np.clip(np.rint(o.astype(np.float32) + np.float32(sigma) * z), 0, 255).astype(np.uint8)
+        g = with_noise(o, sigma, z)
         images[name], images[f"gauss|{name}"] = p, g
         rec["sources"][name] = {"ssimulacra2": target, "psnr": float(psnr(o, p, data_range=255)),
                                 "twin_sigma": sigma, "twin_ssimulacra2": score(o, g),
@@ -811,11 +816,11 @@ def main(argv: list[str] | None = None) -> int:
             hc = _cut(half, box)
             z = erng.standard_normal(o.shape, dtype=np.float32)
             sig = _match_mix_sigma(o, hc, target, z)
-            src["mix@0.4"] = np.clip(np.rint(hc.astype(np.float32) + np.float32(sig) * z), 0, 255).astype(np.uint8)
+            src["mix@0.4"] = with_noise(hc, sig, z)
             # grain: the same, the noise only on the method's support
             zg = z * support_gate(o, hc, args.grain_gate)
             gsig = _match_mix_sigma(o, hc, target, zg)
-            src["grain@0.4"] = np.clip(np.rint(hc.astype(np.float32) + np.float32(gsig) * zg), 0, 255).astype(np.uint8)
+            src["grain@0.4"] = with_noise(hc, gsig, zg)
             crops.append({"image": pic.name, "group": pic.group, "box": list(box), "o": o, "src": src,
                           "mix_sigma": sig, "grain_sigma": gsig})
         if pic.group == "corpus":
