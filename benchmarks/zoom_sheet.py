@@ -33,7 +33,6 @@ from protect.perceptual import REC601  # noqa: E402
 from protect.pipeline import DEFAULT_METHOD, METHODS, Settings, protect_image  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus"
-MIX = 0.7  # adaptive_attack.MIX_METHOD_SCALE (checked in grain())
 SIDE = 96
 
 
@@ -87,7 +86,6 @@ def grain(full: np.ndarray, method: str, strength: float, sigma: float, gate: st
     """The "grain" design experiment of benchmarks/adaptive_attack.py, on one image."""
     from adaptive_attack import MIX_METHOD_SCALE, add_gaussian, support_gate
 
-    assert MIX_METHOD_SCALE == MIX
     half = protect_image(full, Settings(strength * MIX_METHOD_SCALE, "zoom-sheet", method))[0]
     return add_gaussian(half, sigma, np.random.default_rng(1), support_gate(full, half, gate))
 
@@ -121,7 +119,9 @@ def sheet(method: str, strength: float, gauss: float | None, grain_sigma: float 
                                  "   | 1:1 original, protected, diff x10 | 3x original, protected, diff x10"))
     what = f"i.i.d. Gaussian sigma {gauss}" if gauss else f"{method} strength {strength}"
     if grain_sigma:
-        what = f"grain: {method} at {MIX:g} x {strength} + Gaussian sigma {grain_sigma}, gate {grain_gate}"
+        from adaptive_attack import MIX_METHOD_SCALE
+
+        what = f"grain: {method} at {MIX_METHOD_SCALE:g} x {strength} + Gaussian sigma {grain_sigma}, gate {grain_gate}"
     head = _label(np.full((4, rows[0].shape[1], 3), 255, np.uint8), f"protect zoom sheet: {what}")
     return np.vstack([head] + rows)
 
