@@ -50,7 +50,7 @@ import cv2  # noqa: E402
 
 from protect import Settings, protect_image  # noqa: E402
 from protect import io as pio  # noqa: E402
-from protect.arrays import data_range_of  # noqa: E402
+from protect.arrays import crop_center, data_range_of  # noqa: E402
 from protect import watermark as wm  # noqa: E402
 from protect.declutter import apply_attack  # noqa: E402
 from protect.metrics import psnr, ssimulacra2  # noqa: E402
@@ -70,8 +70,7 @@ def _resize(x: np.ndarray, f: float) -> np.ndarray:
 
 def _crop_half_area(x: np.ndarray) -> np.ndarray:
     h, w = x.shape[:2]
-    ch, cw = round(h * 0.7071), round(w * 0.7071)
-    return np.ascontiguousarray(x[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
+    return np.ascontiguousarray(crop_center(x, round(h * 0.7071), round(w * 0.7071)))
 
 
 def _rotate(x: np.ndarray, deg: float) -> np.ndarray:

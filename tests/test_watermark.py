@@ -11,6 +11,7 @@ from conftest import textured
 
 import reference as ref
 from protect import watermark as wm
+from protect.arrays import crop_center
 from protect.declutter import apply_attack
 from protect.kernels import watermark as wk
 from protect.perceptual import luma8
@@ -100,8 +101,7 @@ def _rotate(img, deg):
 
 def _crop_half_area(img):
     h, w = img.shape[:2]
-    ch, cw = round(h * 0.7071), round(w * 0.7071)
-    return np.ascontiguousarray(img[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
+    return np.ascontiguousarray(crop_center(img, round(h * 0.7071), round(w * 0.7071)))
 
 
 def _resize(img, f):
