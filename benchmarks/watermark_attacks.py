@@ -9,8 +9,8 @@ averages what they have in common:
   sigma 3 px; or the blur at sigma 8 minus the post's mean: ``lowpass``, where
   a low-frequency carrier would be), averaged at the same position in every
   post (``plain``) or first folded onto the 128 px sync tile, and onto the
-  512 px layout period (``fold128``, ``fold512``: the attacker has read the
-  code and knows both periods);
+  layout period (``fold128``, ``fold256`` for v3's 256 px layout: the attacker
+  has read the code and knows both periods);
 * from 5, 20 and 40 posts as they were posted; from 40 JPEG 85 reposts (with
   ``--all``, from 5 and 20 reposts too); the low-pass residual from 40 posts.
 
@@ -55,6 +55,7 @@ from protect.verify import flatten_8bit  # noqa: E402
 KEY = "artist-key-under-attack"
 PAYLOAD = wm.payload_from_text("ABCD1234")
 CORPUS = ROOT.parent / "shared" / "corpus"
+LAYOUT = f"fold{wm.CELLS * wm.CELL}"  # folding onto the payload layout's period (256 px in v3, 512 in v2)
 
 
 def posts(side: int, n: int) -> list[np.ndarray]:
@@ -124,12 +125,12 @@ def apply(img: np.ndarray, delta: np.ndarray) -> np.ndarray:
 
 def configs(sizes: list[int], full: bool = False) -> list[tuple[str, str, str, int, float]]:
     """Every row of the attack table: (source, residual, folding, posts, gain)."""
-    rows = [("posts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", "fold512") for n in sizes]
+    rows = [("posts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", LAYOUT) for n in sizes]
     rows += [("posts", "highpass", "fold128", sizes[-1], 2.0), ("posts", "lowpass", "plain", sizes[-1], 1.0),
-             ("posts", "lowpass", "fold512", sizes[-1], 1.0), ("jpeg85 reposts", "highpass", "fold128", sizes[-1], 1.0),
+             ("posts", "lowpass", LAYOUT, sizes[-1], 1.0), ("jpeg85 reposts", "highpass", "fold128", sizes[-1], 1.0),
              ("jpeg85 reposts", "highpass", "plain", sizes[-1], 1.0)]
     if full:
-        rows += [("jpeg85 reposts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", "fold512")
+        rows += [("jpeg85 reposts", "highpass", folding, n, 1.0) for folding in ("plain", "fold128", LAYOUT)
                  for n in sizes[:-1]]
     return rows
 

@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from protect import batch
+from protect import watermark as wm
 from protect.cli import app
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -363,7 +364,7 @@ def test_mark_then_detect_with_and_without_the_key(tmp_path):
                      f"{tmp_path / 'cel.png'}: no mark found"]
     data = json.loads((tmp_path / "d.json").read_text())["files"]
     assert data[0]["payload_text"] == "ann_art" and data[0]["payload_hex"] == "616e6e5f61727400"
-    assert data[0]["confidence"] == "certain" and data[0]["algorithm"] == "qim32-sync128-v2"
+    assert data[0]["confidence"] == "certain" and data[0]["algorithm"] == wm.ALGORITHM == "qim16w-sync128-v3"
     assert data[1]["found"] is False and data[1]["payload_hex"] is None and data[1]["confidence"] is None
     res = run("detect", tmp_path / "cel_protected.png", "--key", "other")
     assert res.exit_code == 0 and "no mark found" in res.stdout

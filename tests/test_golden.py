@@ -6,7 +6,7 @@ its version string, then update the hash:
 * a protection method's hash (``GOLDEN_PROTECT``) -> its entry in
   ``protect.pipeline.ALGORITHMS`` (e.g. ``gen16c-ss2-v2`` -> ``-v3``);
 * the invisible mark's hash (``GOLDEN_MARK``) -> ``protect.watermark.ALGORITHM``
-  (``qim32-sync128-v2``) and its key-derivation domain ``watermark._DOMAIN``.
+  (``qim16w-sync128-v3``) and its key-derivation domain ``watermark._DOMAIN``.
 
 The version is part of the seed and of the skip-if-done fingerprint, so a
 bump means an old output is never taken for a new one, and two versions'

