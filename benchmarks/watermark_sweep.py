@@ -1,7 +1,7 @@
 """Try the watermark's settings on the 29 pictures at 1024 px, mark alone (a design tool).
 
     python benchmarks/watermark_sweep.py [--set '{"CELL": 32, "FLAT_MOVE": 0.4}'] [--tag NAME] [--jobs 2]
-                                         [--attacks none,jpeg50] [--no-ssimulacra2]
+                                         [--attacks none,jpeg50] [--no-ssimulacra2] [--full --max-mp 4]
 
 ``--set`` overrides module constants of ``protect.watermark`` (upper-case names, JSON values) in
 every worker before anything is embedded, and clears its caches, so one run measures one setting
@@ -13,6 +13,9 @@ and detect times; writes ``benchmarks/results/watermark-sweep-<tag>.json``.  The
 
 A count differs by a few pictures from key to key (the keyed layout and dithers change which cells
 carry what): compare settings under the same key, as this tool does.
+
+``--full`` measures the pictures longer than 1024 px at their own size instead (``--max-mp``: only
+those of at most that many megapixels).
 """
 
 from __future__ import annotations
@@ -51,21 +54,22 @@ def _apply(settings: dict) -> None:
             cached.cache_clear()
 
 
-def _load(path: str) -> np.ndarray:
+def _load(path: str, full: bool) -> np.ndarray:
     fr = pio.read_image(path, max_pixels=None).frames[0]
     img = flatten_8bit(fr.pixels, fr.alpha, data_range_of(fr.pixels.dtype))
     f = 1024 / max(img.shape[:2])
-    return bench._resize(img, f) if f < 1 else img
+    return bench._resize(img, f) if f < 1 and not full else img
 
 
-def measure(job: tuple[str, dict, list[str], bool]) -> dict:
-    path, settings, attacks, with_ss2 = job
+def measure(job: tuple[str, dict, list[str], bool, bool]) -> dict:
+    path, settings, attacks, with_ss2, full = job
     cv2.setNumThreads(1)
     _apply(settings)
-    img = _load(path)
+    img = _load(path, full)
     t0 = time.perf_counter()
     mark = wm.embed_mark(img, bench.PAYLOAD, bench.KEY, amplitude=wm.MARK_AMPLITUDE, step=wm.STEP)
-    row = {"file": Path(path).name, "embed_s": time.perf_counter() - t0, "psnr": psnr(img, mark, data_range=255)}
+    row = {"file": Path(path).name, "width": img.shape[1], "height": img.shape[0],
+           "embed_s": time.perf_counter() - t0, "psnr": psnr(img, mark, data_range=255)}
     if with_ss2:
         row["ssimulacra2"] = ssimulacra2(img, mark, data_range=255)
     row["recovered"], row["score"], spent = {}, {}, 0.0
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--attacks", default=",".join(bench.ATTACKS))
     ap.add_argument("--no-ssimulacra2", action="store_true")
+    ap.add_argument("--full", action="store_true", help="the pictures over 1024 px, at their own size")
+    ap.add_argument("--max-mp", type=float, default=0.0, help="with --full: only pictures up to this many MP")
     args = ap.parse_args(argv)
     settings = json.loads(args.set)
     _apply(settings)  # fail here, not in a worker, on a name that does not exist
@@ -93,10 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(p for p in (ROOT / "samples").iterdir() if p.suffix.lower() in pio.EXTENSIONS)
     if bench.CORPUS.is_dir():
         files += sorted(p for p in bench.CORPUS.rglob("*") if p.suffix.lower() in pio.EXTENSIONS)
+    if args.full:
+        def size(f: Path) -> tuple[int, int]:
+            with pio.Image.open(f) as im:
+                return im.size
+
+        files = [f for f in files if max(size(f)) > 1024
+                 and (not args.max_mp or size(f)[0] * size(f)[1] <= args.max_mp * 1e6)]
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(measure, [(str(f), settings, attacks, not args.no_ssimulacra2) for f in files]))
-    print(f"{args.tag} {json.dumps(settings)}: {len(rows)} pictures at 1024 px, {time.time() - t0:.0f} s")
+        rows = list(pool.map(measure, [(str(f), settings, attacks, not args.no_ssimulacra2, args.full)
+                                       for f in files]))
+    where = "at full size" if args.full else "at 1024 px"
+    print(f"{args.tag} {json.dumps(settings)}: {len(rows)} pictures {where}, {time.time() - t0:.0f} s")
     print(" ".join(f"{a}:{sum(r['recovered'][a] for r in rows)}" for a in attacks))
     if not args.no_ssimulacra2:
         print(f"SSIMULACRA2 median {np.median([r['ssimulacra2'] for r in rows]):.2f}, "

@@ -174,8 +174,8 @@ def test_mark_is_luminance_only_keeps_alpha_zero_pixels_dtype_and_grey():
 
 
 def test_cell_means_land_on_their_bits_lattice():
-    # on texture (move 1) every whole cell's mean sits on its bit's lattice after embedding,
-    # rounding included; the cells of a half-transparent region are left alone
+    # on texture (move 1) every whole cell's windowed mean sits on its bit's lattice (the change before
+    # rounding); the cells of a half-transparent region are left alone
     rng = np.random.default_rng(3)
     img = cv2.GaussianBlur(rng.integers(60, 200, (256, 320, 3), dtype=np.uint8), (0, 0), 1.0)
     alpha = np.full((256, 320), 255, np.uint8)
@@ -327,6 +327,19 @@ def test_stage_cell_reader_reads_the_cell_means_through_the_geometry():
     assert len(means) == ny * nx and np.abs(means - exact[ii, jj]).max() < 0.1
 
 
+@pytest.mark.parametrize("scale", [0.657, 1.06, 1.3])
+def test_cell_reader_never_reads_a_cell_whose_window_leaves_the_picture(scale):
+    """A cell is used only when the whole window its mean is read with lies inside the picture: on a
+    flat picture every accepted cell reads the flat level.  Failed before the fix at these scales
+    (the quarter boxes of round(8 * scale) px that decided "inside" are up to 0.37 px smaller than
+    the round(16 * scale) px window, and cv2.remap blends in a zero sample: 112.5 instead of 200 at
+    1.3); scales 0.5, 0.75 and 1 were never affected."""
+    flat = np.full((300, 400), 200.0, np.float32)
+    reader = wm._CellReader(flat, np.ones_like(flat))
+    ii, jj, means, _ = reader.cells((scale, 0.0, 0.0, 0.0), 0.5)
+    assert len(means) > 0 and np.abs(means - 200.0).max() < 1e-3, (means.min(), means.max())
+
+
 def test_stage_geometry_refinement_about_the_middle():
     """_about_centre keeps the picture's middle where it was when it turns and scales, and the
     refinement (REFINE_STAGES) takes a 2 degree rotation from the sync's ~0.1 degree to within 0.05
@@ -347,6 +360,25 @@ def test_stage_geometry_refinement_about_the_middle():
     m = wm.embed_mark(img, PAYLOAD, "artist key")
     det = wm.detect_mark(np.ascontiguousarray(_rotate(m, 2.0)), "artist key")
     assert det.found and abs(det.angle + 2.0) < 0.05, det
+
+
+def test_stage_quadrant_fit_corrects_an_angle_the_sync_got_wrong(monkeypatch):
+    """When the middle cells score low at the sync's geometry, the shifts that best read each quarter
+    of the picture give the angle and scale error (fit_quadrants): with the sync's angle made 0.3
+    degree wrong, a 2 degree rotation is read within 0.15 degree.  Mutation tried:
+    QUADRANT_FIT_BELOW = 0 (never fit) -> 0.4 degree off, the refinement's +-0.24 degree cannot
+    reach it."""
+    img = _art()
+    rotated = np.ascontiguousarray(_rotate(wm.embed_mark(img, PAYLOAD, "artist key"), 2.0))
+    found_by_sync = wm._sync_search
+
+    def wrong_by_0_3_degree(r, key):
+        z, geometries = found_by_sync(r, key)
+        return z, [(s, a + math.radians(0.3), dy, dx) for s, a, dy, dx in geometries]
+
+    monkeypatch.setattr(wm, "_sync_search", wrong_by_0_3_degree)
+    det = wm.detect_mark(rotated, "artist key")
+    assert det.found and abs(det.angle + 2.0) < 0.15, det
 
 
 def test_stage_phasor_score_is_exponential_without_the_mark_and_gain_invariant():
@@ -411,8 +443,9 @@ def test_unmarked_crops_are_never_found_small_version():
 
 
 def test_cell_reader_samples_more_points_than_opencv_maps_hold():
-    """cv2.remap takes maps under 32767 columns: a big picture's cells (4 quarter boxes each, ~66k on
-    a 17 MP scan) must be read in rows.  Failed on alice_tenniel at full size before the fix."""
+    """cv2.remap takes maps under 32767 columns: a big picture's cells (4 quarter boxes each: ~265k
+    points on a 17 MP scan) must be read in rows (_remap_points, which every reading goes through).
+    Failed on alice_tenniel at full size before the fix (v2)."""
     rng = np.random.default_rng(10)
     lum = rng.uniform(0, 255, (300, 300)).astype(np.float32)
     x = rng.uniform(0, 280, (4, 10000))
