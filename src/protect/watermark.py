@@ -147,6 +147,7 @@ QUADRANT_SHIFTS = tuple(np.arange(-2.0, 2.01, 0.5))
 # 40-80 at 1 MP): it reads one more of the 29 pictures after rotation 2 degrees (kipling_11-1), none
 # fewer after any attack, and would add ~60 % to the detection time if always run
 QUADRANT_FIT_BELOW = 40.0
+QUADRANT_MIN_CELLS = CELLS * CELLS // 2  # ... and only when every quarter has this many usable cells
 # px: the grid of cell phases tried when the cell grid is searched without the sync (then every pixel
 # around the best), at 16 instead of 256 phases: set for v2's 32 px cells (a cell's score fell to
 # about half at 4 px off on texture); with 16 px cells the coarse grid is at most 2 px off, and the
@@ -1146,6 +1147,8 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
         rows, rhs = [], []
         for part in ((x < centre[0]) & (y < centre[1]), (x >= centre[0]) & (y < centre[1]),
                      (x < centre[0]) & (y >= centre[1]), (x >= centre[0]) & (y >= centre[1])):
+            if part.sum() < QUADRANT_MIN_CELLS:  # a quarter of paper, transparency or outside: no fit
+                return []
             pi, pj = qi[part], qj[part]
             pgrid = reader.grid(pi, pj)
             tried = []
