@@ -420,6 +420,15 @@ def _project(x: np.ndarray, ny: int, nx: int) -> np.ndarray:
     return _windowed(x, CELL)[:ny * CELL:CELL, :nx * CELL:CELL][:ny, :nx].astype(np.float64)
 
 
+def _channel_extremes(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's largest and smallest channel, (H, W) in the image's dtype (np.maximum over the
+    channels: the values of .max(axis=2), several times faster on (H, W, 3))."""
+    top, bottom = pixels[..., 0], pixels[..., 0]
+    for c in range(1, pixels.shape[2]):
+        top, bottom = np.maximum(top, pixels[..., c]), np.minimum(bottom, pixels[..., c])
+    return top, bottom
+
+
 def _cell_view(x: np.ndarray, ny: int, nx: int) -> np.ndarray:
     """``x[:ny * CELL, :nx * CELL]`` as (ny, CELL, nx, CELL)."""
     return x[:ny * CELL, :nx * CELL].reshape(ny, CELL, nx, CELL)
@@ -533,10 +542,8 @@ def embed_mark(
     # recovery within two pictures per attack, mostly better); the passes below put back what
     # rounding took from each cell
     lum = luma8(synced)
-    # each pixel's largest and smallest channel (np.maximum over the channels: the same values as
-    # .max(axis=2), several times faster on (H, W, 3))
-    hi = np.maximum.reduce([synced[..., c] for c in range(synced.shape[2])]).astype(np.float32) * to8
-    lo = np.minimum.reduce([synced[..., c] for c in range(synced.shape[2])]).astype(np.float32) * to8
+    top, bottom = _channel_extremes(synced)
+    hi, lo = top.astype(np.float32) * to8, bottom.astype(np.float32) * to8
     opaque = np.ones((h, w), bool) if alpha is None else alpha >= data_range
     lay = _cells(key)
     ny, nx = h // CELL, w // CELL
@@ -914,9 +921,7 @@ def _usable(pixels: np.ndarray, alpha: np.ndarray | None, data_range: float) -> 
     """1 where a cell mean can use a pixel, 0.5 where a channel is clipped to black or white
     (brightening clips a saturated colour's channel and its luminance stops following), 0 where
     it is not opaque."""
-    top, bottom = pixels[..., 0], pixels[..., 0]
-    for c in range(1, pixels.shape[2]):
-        top, bottom = np.maximum(top, pixels[..., c]), np.minimum(bottom, pixels[..., c])
+    top, bottom = _channel_extremes(pixels)
     ok = np.where((bottom > 0) & (top < data_range), np.float32(1.0), np.float32(0.5))
     if alpha is not None:
         ok[alpha < data_range] = 0.0
@@ -998,6 +1003,12 @@ class _CellReader:
         v = (CELL * ii[None, :] + np.tile(within, len(within))[:, None]) + dy
         return c * u - s * v, s * u + c * v
 
+    def centres(self, ii: np.ndarray, jj: np.ndarray,
+                geometry: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) image coordinates of the centres of cells (ii, jj), shape (n,)."""
+        x, y = self.points(ii, jj, geometry, np.array([0.5 * CELL - 0.5]))
+        return x[0], y[0]
+
     def cells(self, geometry: tuple[float, float, float, float], clipped: float):
         """The cells (row, column indices) that are wholly inside and opaque with under ``clipped``
         of their pixels clipped (see :func:`_usable`), their means and grid positions modulo CELLS."""
@@ -1011,10 +1022,10 @@ class _CellReader:
         # inside: the four quarter boxes (a rotated cell's corners) and the box the mean's window
         # covers (round(CELL * scale) px, which can reach a fraction of a pixel past the quarters')
         kw = self.window_size(geometry[0])
-        xc, yc = self.points(ii, jj, geometry, np.array([0.5 * CELL - 0.5]))
+        xc, yc = self.centres(ii, jj, geometry)
         offw = (kw - 1) / 2.0
         ok = (_remap_points(inside, x - off, y - off).min(axis=0) > 0.999) & \
-             (_remap_points(self.boxes(kw)[0], xc[0] - offw, yc[0] - offw) > 0.999) & \
+             (_remap_points(self.boxes(kw)[0], xc - offw, yc - offw) > 0.999) & \
              (_remap_points(clip, x - off, y - off).mean(axis=0) < clipped)
         ii, jj = ii[ok], jj[ok]
         return ii, jj, self.means(ii, jj, geometry), self.grid(ii, jj)
@@ -1027,9 +1038,9 @@ class _CellReader:
     def means(self, ii: np.ndarray, jj: np.ndarray, geometry: tuple[float, float, float, float]) -> np.ndarray:
         """The windowed means of cells (ii, jj) of the original's grid under ``geometry``."""
         k = self.window_size(geometry[0])
-        x, y = self.points(ii, jj, geometry, np.array([0.5 * CELL - 0.5]))
+        x, y = self.centres(ii, jj, geometry)
         off = (k - 1) / 2.0
-        return _remap_points(self.windowed(k), x[0] - off, y[0] - off).astype(np.float64)
+        return _remap_points(self.windowed(k), x - off, y - off).astype(np.float64)
 
     @staticmethod
     def grid(ii: np.ndarray, jj: np.ndarray) -> np.ndarray:
@@ -1111,8 +1122,8 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
         """The REFINE_CELLS cells nearest the picture's middle (the gain and geometry are chosen on them)."""
         if len(ii) <= REFINE_CELLS:
             return np.arange(len(ii))
-        x, y = reader.points(ii, jj, geometry, np.array([0.5 * CELL - 0.5]))
-        dist = (x[0] - centre[0]) ** 2 + (y[0] - centre[1]) ** 2
+        x, y = reader.centres(ii, jj, geometry)
+        dist = (x - centre[0]) ** 2 + (y - centre[1]) ** 2
         return np.argsort(dist, kind="stable")[:REFINE_CELLS]
 
     start = None
@@ -1127,9 +1138,11 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
     _, start_geometry, clipped, start_gain, ii, jj = start
     grid = reader.grid(ii, jj)
 
-    def try_geometry(cand: tuple, one_gain: np.ndarray) -> float:
+    def try_geometry(cand: tuple, one_gain: np.ndarray, cells: tuple | None = None) -> float:
+        """The reference score of ``cells`` (ii, jj, grid; the middle cells by default) read at ``cand``."""
         nonlocal hypotheses
-        stat = float(_score(_fold_phasors(reader.means(ii, jj, cand), grid, one_gain), key, aligned)[1].max())
+        ci, cj, cgrid = (ii, jj, grid) if cells is None else cells
+        stat = float(_score(_fold_phasors(reader.means(ci, cj, cand), cgrid, one_gain), key, aligned)[1].max())
         hypotheses += len(aligned)
         return stat
 
@@ -1138,28 +1151,18 @@ def detect_mark(pixels: np.ndarray, key: str, *, alpha: np.ndarray | None = None
         error of angle and scale shows as shifts that grow with the distance from the middle, which a
         shift search about the middle cannot undo (the sync left `kipling_11-1` 0.17 degree off after a
         2 degree rotation).  Returns the corrected geometry and its mirror in angle, to be scored."""
-        nonlocal hypotheses
         qi, qj, _, _ = reader.cells(geometry, clipped)
         if len(qi) < 4 * CELLS * CELLS:
             return []
-        x, y = reader.points(qi, qj, geometry, np.array([0.5 * CELL - 0.5]))
-        x, y = x[0], y[0]
+        x, y = reader.centres(qi, qj, geometry)
         rows, rhs = [], []
         for part in ((x < centre[0]) & (y < centre[1]), (x >= centre[0]) & (y < centre[1]),
                      (x < centre[0]) & (y >= centre[1]), (x >= centre[0]) & (y >= centre[1])):
             if part.sum() < QUADRANT_MIN_CELLS:  # a quarter of paper, transparency or outside: no fit
                 return []
-            pi, pj = qi[part], qj[part]
-            pgrid = reader.grid(pi, pj)
-            tried = []
-            for ty in QUADRANT_SHIFTS:
-                for tx in QUADRANT_SHIFTS:
-                    cand = _about_centre(geometry, centre, 0.0, 0.0, ty, tx)
-                    stat = float(_score(_fold_phasors(reader.means(pi, pj, cand), pgrid, one_gain), key,
-                                        aligned)[1].max())
-                    tried.append((stat, ty, tx))
-            hypotheses += len(tried) * len(aligned)
-            _, ty, tx = max(tried)
+            quarter = (qi[part], qj[part], reader.grid(qi[part], qj[part]))
+            _, ty, tx = max((try_geometry(_about_centre(geometry, centre, 0.0, 0.0, ty, tx), one_gain, quarter), ty, tx)
+                            for ty in QUADRANT_SHIFTS for tx in QUADRANT_SHIFTS)
             px, py = float(x[part].mean()) - centre[0], float(y[part].mean()) - centre[1]
             rows += [[1.0, 0.0, px, -py], [0.0, 1.0, py, px]]
             rhs += [tx, ty]
