@@ -127,15 +127,29 @@ def _peer(img_rgb: np.ndarray, method: str):
     return marked, read
 
 
-def measure(args: tuple[str, str]) -> dict:
-    path, size = args
-    cv2.setNumThreads(1)
+def picture_files(corpus: bool = True) -> list[Path]:
+    """``samples/``, then ``../shared/corpus/`` (when there and ``corpus``), sorted."""
+    files = sorted(p for p in (ROOT / "samples").iterdir() if p.suffix.lower() in pio.EXTENSIONS)
+    if corpus and CORPUS.is_dir():
+        files += sorted(p for p in CORPUS.rglob("*") if p.suffix.lower() in pio.EXTENSIONS)
+    return files
+
+
+def load_picture(path: str | Path, size: str) -> np.ndarray:
+    """The picture flattened to 8 bits, area-downscaled to ``size`` px long side ("full": as it is)."""
     fr = pio.read_image(path, max_pixels=None).frames[0]
     img = flatten_8bit(fr.pixels, fr.alpha, data_range_of(fr.pixels.dtype))
     if size != "full":
         f = int(size) / max(img.shape[:2])
         if f < 1:
             img = _resize(img, f)
+    return img
+
+
+def measure(args: tuple[str, str]) -> dict:
+    path, size = args
+    cv2.setNumThreads(1)
+    img = load_picture(path, size)
     mark = wm.embed_mark(img, PAYLOAD, KEY)
     noise02, _ = protect_image(img, Settings(0.2, KEY))
     noise04, _ = protect_image(img, Settings(0.4, KEY))
@@ -264,12 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="do not keep the rows of an earlier run")
     ap.add_argument("--tables-only", action="store_true", help="measure nothing: the tables from the rows there")
     args = ap.parse_args(argv)
-    files = sorted(p for p in (ROOT / "samples").iterdir() if p.suffix.lower() in pio.EXTENSIONS)
     sizes = args.sizes.split(",")
     if args.quick:
         sizes, args.fp_crops = ["1024"], 200
-    elif CORPUS.is_dir():
-        files += sorted(p for p in CORPUS.rglob("*") if p.suffix.lower() in pio.EXTENSIONS)
+    files = picture_files(corpus=not args.quick)
     every_file = list(files)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)

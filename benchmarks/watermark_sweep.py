@@ -38,9 +38,7 @@ import watermark as bench  # noqa: E402  (benchmarks/watermark.py: its attacks, 
 
 from protect import io as pio  # noqa: E402
 from protect import watermark as wm  # noqa: E402
-from protect.arrays import data_range_of  # noqa: E402
 from protect.metrics import psnr, ssimulacra2  # noqa: E402
-from protect.verify import flatten_8bit  # noqa: E402
 
 
 def _apply(settings: dict) -> None:
@@ -54,18 +52,11 @@ def _apply(settings: dict) -> None:
             cached.cache_clear()
 
 
-def _load(path: str, full: bool) -> np.ndarray:
-    fr = pio.read_image(path, max_pixels=None).frames[0]
-    img = flatten_8bit(fr.pixels, fr.alpha, data_range_of(fr.pixels.dtype))
-    f = 1024 / max(img.shape[:2])
-    return bench._resize(img, f) if f < 1 and not full else img
-
-
 def measure(job: tuple[str, dict, list[str], bool, bool]) -> dict:
     path, settings, attacks, with_ss2, full = job
     cv2.setNumThreads(1)
     _apply(settings)
-    img = _load(path, full)
+    img = bench.load_picture(path, "full" if full else "1024")
     t0 = time.perf_counter()
     mark = wm.embed_mark(img, bench.PAYLOAD, bench.KEY, amplitude=wm.MARK_AMPLITUDE, step=wm.STEP)
     row = {"file": Path(path).name, "width": img.shape[1], "height": img.shape[0],
@@ -96,16 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = json.loads(args.set)
     _apply(settings)  # fail here, not in a worker, on a name that does not exist
     attacks = args.attacks.split(",")
-    files = sorted(p for p in (ROOT / "samples").iterdir() if p.suffix.lower() in pio.EXTENSIONS)
-    if bench.CORPUS.is_dir():
-        files += sorted(p for p in bench.CORPUS.rglob("*") if p.suffix.lower() in pio.EXTENSIONS)
+    files = bench.picture_files()
     if args.full:
-        def size(f: Path) -> tuple[int, int]:
+        def large(f: Path) -> bool:
             with pio.Image.open(f) as im:
-                return im.size
+                w, h = im.size
+            return max(w, h) > 1024 and (not args.max_mp or w * h <= args.max_mp * 1e6)
 
-        files = [f for f in files if max(size(f)) > 1024
-                 and (not args.max_mp or size(f)[0] * size(f)[1] <= args.max_mp * 1e6)]
+        files = [f for f in files if large(f)]
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(measure, [(str(f), settings, attacks, not args.no_ssimulacra2, args.full)
